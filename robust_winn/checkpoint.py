@@ -1,0 +1,105 @@
+"""Checkpoints (DESIGN §2): one file, atomic write, safe ``weights_only`` load.
+
+A checkpoint holds the model state, the architecture name and kwargs, dataset geometry,
+method, full config, metrics, package versions, seed, and (for exact resume) the optimizer,
+pseudo-negative pool and RNG states. It is written to a temporary file and renamed, so an
+interruption never leaves a half-written file, and it is read with ``weights_only=True``, so
+loading one can never execute code.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_classifier", "versions"]
+
+FORMAT = "robust_winn.checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A file that is not a readable robust_winn checkpoint."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on (recorded in checkpoints and records)."""
+    import numpy
+    import torchvision
+
+    from . import __version__
+
+    out = {
+        "robust_winn": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+    }
+    try:
+        import torchattacks
+
+        out["torchattacks"] = torchattacks.__version__
+    except ImportError:  # optional at training time
+        pass
+    return out
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, **state}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a robust_winn checkpoint (format {FORMAT})")
+    return state
+
+
+def load_classifier(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the trained classifier (with its critic head) from a checkpoint, in eval mode.
+
+    Returns:
+        (model, checkpoint dict). ``model(x)`` maps [-1, 1] images to logits.
+    """
+    from .models import Introspective, build_classifier
+
+    state = load_checkpoint(path, map_location)
+    meta = state["model"]
+    clf = build_classifier(
+        meta["arch"],
+        image_shape=tuple(meta["image_shape"]),
+        num_classes=meta["num_classes"],
+        **meta.get("kwargs", {}),
+    )
+    model = Introspective(clf, meta["num_classes"])
+    model.load_state_dict(state["model_state"])
+    model.to(map_location).eval()
+    return model, state

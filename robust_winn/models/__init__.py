@@ -1,0 +1,22 @@
+"""Classifier architectures, the registry, and the introspective (critic-head) wrapper."""
+
+from . import resnet, vanilla  # noqa: F401  (register built-ins)
+from .introspective import Introspective
+from .registry import (
+    ModelSpecError,
+    build_classifier,
+    check_classifier,
+    create_model,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "Introspective",
+    "ModelSpecError",
+    "build_classifier",
+    "check_classifier",
+    "create_model",
+    "list_models",
+    "register_model",
+]
