@@ -1,0 +1,85 @@
+"""Typed run configuration (DESIGN §5.2): one dataclass per concern, saved into every run.
+
+Defaults are the released supervised code's values (REFERENCE §1.4-1.7); where the paper and
+the code disagree the code wins and REFERENCE §5 says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Method(str, Enum):
+    """Training objective: cross-entropy alone, or WINN (CE + alpha * (W + lambda * GP))."""
+
+    BASELINE = "baseline"
+    WINN = "winn"
+
+
+class StopRule(str, Enum):
+    """When synthesis of a group of pseudo-negatives stops (REFERENCE §1.6 step 6)."""
+
+    BATCH_MEAN = "batch-mean"  # |mean_batch f - tau| <= tol: the released code (faithful)
+    PER_SAMPLE = "per-sample"  # each image freezes once |f_i - tau| <= tol (DESIGN §4)
+
+
+@dataclass
+class SynthesisConfig:
+    """Pseudo-negative synthesis by Adam in image space (REFERENCE §1.5-1.6)."""
+
+    lr: float = 0.02  # Adam learning rate on images
+    beta1: float = 0.9  # Adam beta1 (paper)
+    beta2: float = 0.9  # Adam beta2 (code; paper silent)
+    max_steps: int = 2000  # hard cap on ascent steps per synthesis pass
+    tol: float = 1e-3  # early stop when the gap to tau is at most this
+    ce_weight: float = 0.5  # weight of CE(target class) in the synthesis objective
+    per_class: int = 100  # new pseudo-negatives per class after every epoch
+    init_per_class: int = 100  # raw init-generator images per class in the initial pool
+    stop_rule: StopRule = StopRule.BATCH_MEAN  # see StopRule
+    pool_capacity: int = 25_000  # per-class bound of the pool (code: unbounded; 20,100 at 200 ep)
+    pool_dtype: str = "float32"  # "float32" (exact) or "uint8" (quantised like the PNG original)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one supervised training run depends on."""
+
+    dataset: str = "mnist"  # registered dataset name (robust_winn.data.list_datasets)
+    data_dir: str = "data"  # torchvision-layout root
+    download: bool = False  # let torchvision download (needs network)
+    val_size: int | None = None  # None: the dataset's default (MNIST 15,000)
+    limit_train: int | None = None  # keep the first N training images (quick runs)
+    limit_test: int | None = None  # keep the first N test images
+    arch: str = "vanilla"  # registered model name or "pkg.module:factory"
+    method: Method = Method.WINN  # baseline or winn
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 100  # positives per step (and as many pseudo-negatives)
+    lr: float = 1e-3  # classifier Adam lr (paper §5.6)
+    beta1: float = 0.0  # classifier Adam beta1 (paper)
+    beta2: float = 0.9  # classifier Adam beta2 (code)
+    alpha: float = 0.01  # weight of the WINN term (paper §5.6)
+    gp_lambda: float = 10.0  # gradient-penalty weight (code)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    seed: int = 0  # seeds model init, data order, pool draws, synthesis
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_batch_size: int = 1000  # batch size for validation/test error
+    out: str = "runs/run"  # output folder (checkpoints, record.json, epochs.csv)
+    progress: bool = True  # tqdm progress bars
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON- and weights_only-safe dict (enums as their values)."""
+        d = asdict(self)
+        d["method"] = Method(self.method).value
+        d["synthesis"]["stop_rule"] = StopRule(self.synthesis.stop_rule).value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        syn = dict(d.pop("synthesis", {}))
+        syn["stop_rule"] = StopRule(syn.get("stop_rule", StopRule.BATCH_MEAN.value))
+        d["method"] = Method(d.get("method", Method.WINN.value))
+        return cls(synthesis=SynthesisConfig(**syn), **d)
