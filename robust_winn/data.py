@@ -9,6 +9,9 @@ that the on-disk formats are the standard ones; nothing here downloads unless as
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -105,7 +108,7 @@ class DataSplits:
 def _require(path: Path, what: str, name: str) -> None:
     if not path.exists():
         raise DataUnavailableError(
-            f"{name}: {what} not found under {path.parent}. Put the files there "
+            f"{name}: {what} not found (looked for {path}). Put the files there "
             f"(torchvision layout) with --data-dir, or pass --download on a machine "
             f"with network access."
         )
@@ -118,18 +121,40 @@ def _from_numpy(images: np.ndarray, labels: np.ndarray) -> ImageSet:
     return ImageSet(imgs.to(torch.uint8), torch.from_numpy(np.asarray(labels)).long())
 
 
+def cache_dir() -> Path:
+    """Writable cache for datasets whose folder is read-only (``$ROBUST_WINN_CACHE``)."""
+    return Path(os.environ.get("ROBUST_WINN_CACHE", Path.home() / ".cache" / "robust_winn"))
+
+
+def _writable(path: Path) -> bool:
+    """Writable by us *and* not marked read-only (root ignores the mode bits otherwise)."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & stat.S_IWUSR)
+
+
 def _torchvision_mnist_like(cls_name: str, folder: str) -> Callable[..., tuple[ImageSet, ImageSet]]:
     def load(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
         import torchvision.datasets as tvd
 
         cls = getattr(tvd, cls_name)
         raw = root / folder / "raw"
-        if not download and not raw.exists():
-            _require(raw, "the raw idx files", folder)
+        gz = [raw / (Path(url).name) for url, _ in cls.resources]
+        extracted = [p.with_suffix("") for p in gz]
+        have_gz = all(p.exists() for p in gz)
+        if not download and not have_gz and not all(p.exists() for p in extracted):
+            _require(raw / gz[0].name, "the four idx .gz files", folder)
+        if have_gz and not all(p.exists() for p in extracted) and not _writable(raw):
+            # torchvision extracts next to the archives; copy them once to a writable cache.
+            root = cache_dir()
+            (root / folder / "raw").mkdir(parents=True, exist_ok=True)
+            for p in gz:
+                dst = root / folder / "raw" / p.name
+                if not dst.exists():
+                    shutil.copyfile(p, dst)
         try:
-            train = cls(str(root), train=True, download=download)
-            test = cls(str(root), train=False, download=download)
-        except RuntimeError as exc:  # torchvision: "Dataset not found. You can use download=True"
+            # With the archives present, download=True only verifies md5s and extracts: offline.
+            train = cls(str(root), train=True, download=download or have_gz)
+            test = cls(str(root), train=False, download=download or have_gz)
+        except (RuntimeError, OSError) as exc:
             raise DataUnavailableError(
                 f"{folder}: files missing or corrupt under {raw} ({exc}). Expected the four "
                 f"idx .gz files (torchvision layout); use --download where a network exists."

@@ -203,6 +203,7 @@ class _Run:
         lo, hi = min(f_pos_means), max(f_pos_means)
         taus = lo + (hi - lo) * torch.rand(k, generator=self.gen)  # one tau per class batch
         targets = torch.arange(k).repeat_interleave(s.per_class)  # (K * per_class,)
+        t0 = time.perf_counter()
         x0 = self.init_gen.sample(targets.numel(), generator=self.gen)
         x, stats = self.sampler.synthesize(self.model, x0, targets.to(self.device), targets, taus)
         self.pool.add(x, targets)
@@ -210,6 +211,7 @@ class _Run:
             "synth_steps": float(stats.steps), "synth_image_steps": float(stats.image_steps),
             "synth_converged": stats.converged, "synth_final_gap": stats.final_gap,
             "tau_min": lo, "tau_max": hi, "pool_size": float(len(self.pool)),
+            "synth_time_s": time.perf_counter() - t0,
         }
 
 

@@ -1,0 +1,265 @@
+"""Command line: ``robust-winn train | quickstart | list | reproduce | attack``.
+
+Thin by design (DESIGN §1): parse options, build a config, call one library function. Bad
+input (unknown names, bad numbers, unreadable files, missing data) ends with one line
+``Error: ...`` and exit code 2; a diverging loss with exit code 1; Ctrl-C with exit code 130
+after the last finished epoch's checkpoint has been kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .checkpoint import CheckpointError
+from .config import Method, StopRule, SynthesisConfig, TrainConfig
+from .data import DataUnavailableError
+
+USER_ERRORS = (DataUnavailableError, CheckpointError, KeyError, ValueError)
+
+
+class UserError(click.ClickException):
+    """Bad input: printed as one ``Error:`` line, exit code 2."""
+
+    exit_code = 2
+
+
+class _Group(click.Group):
+    """A group whose errors are one line (no usage banner), with the exit code kept."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            msg = exc.format_message()
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                msg += f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"Error: {msg}", err=True)
+            sys.exit(exc.exit_code)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+def _message(exc: BaseException) -> str:
+    return exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
+        force=True,
+    )
+
+
+def _command_line() -> str:
+    return "robust-winn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="robust-winn")
+def main() -> None:
+    """robust_winn: Wasserstein Introspective Neural Networks (Lee et al., CVPR 2018).
+
+    Train classifiers that are also generators (WINN) beside cross-entropy baselines, attack
+    them, and reproduce the paper's tables. Start with `robust-winn quickstart`.
+    """
+
+
+def _train_options(fn: Any) -> Any:
+    opts = [
+        click.option("--dataset", default="mnist", show_default=True,
+                     help="Registered dataset (see `robust-winn list`); 'sample' is the bundled MNIST sample."),
+        click.option("--arch", default="vanilla", show_default=True,
+                     help="Registered model name or a user factory 'pkg.module:factory' returning an "
+                          "nn.Module that maps [-1,1] images to (N, K) logits."),
+        click.option("--method", type=click.Choice([m.value for m in Method]), default="winn",
+                     show_default=True, help="baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP)."),
+        click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True,
+                     help="Passes over the training split (paper/code: 200)."),
+        click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
+                     help="Root holding the torchvision layout, e.g. DIR/MNIST/raw/*.gz."),
+        click.option("--download/--no-download", default=False, show_default=True,
+                     help="Let torchvision download missing files (needs network)."),
+        click.option("--val-size", type=click.IntRange(min=0), default=None,
+                     help="Last N training images used for validation [default: 15000 for MNIST]."),
+        click.option("--limit-train", type=click.IntRange(min=1), default=None,
+                     help="Keep only the first N training images (quick runs)."),
+        click.option("--limit-test", type=click.IntRange(min=1), default=None,
+                     help="Keep only the first N test images (quick runs)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seeds initialisation, data order, pool draws and synthesis."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (cuda if available), cpu, cuda or cuda:N."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+                     help="Positives per step (and as many pseudo-negatives)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+                     show_default=True, help="Classifier Adam learning rate (betas 0.0, 0.9)."),
+        click.option("--alpha", type=click.FloatRange(min=0), default=0.01, show_default=True,
+                     help="Weight of the WINN term (paper: 0.01)."),
+        click.option("--gp-lambda", type=click.FloatRange(min=0), default=10.0, show_default=True,
+                     help="Gradient-penalty weight lambda."),
+        click.option("--synth-max-steps", type=click.IntRange(min=0), default=2000,
+                     show_default=True, help="Cap on Adam steps per synthesis pass (code: 2000)."),
+        click.option("--synth-per-class", type=click.IntRange(min=1), default=100,
+                     show_default=True, help="New pseudo-negatives per class after each epoch."),
+        click.option("--stop-rule", type=click.Choice([r.value for r in StopRule]),
+                     default=StopRule.BATCH_MEAN.value, show_default=True,
+                     help="batch-mean: stop a class batch when |mean f - tau| <= 1e-3 (released "
+                          "code); per-sample: freeze each image once |f - tau| <= 1e-3."),
+        click.option("--pool-capacity", type=click.IntRange(min=1), default=25_000,
+                     show_default=True, help="Most pseudo-negatives kept per class (FIFO past that)."),
+        click.option("--pool-dtype", type=click.Choice(["float32", "uint8"]), default="float32",
+                     show_default=True, help="Pool storage: exact float32 or 4x smaller uint8."),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars (hidden anyway when not a TTY)."),
+        click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _config(kw: dict[str, Any], out: str) -> TrainConfig:
+    syn = SynthesisConfig(
+        max_steps=kw["synth_max_steps"], per_class=kw["synth_per_class"],
+        stop_rule=StopRule(kw["stop_rule"]), pool_capacity=kw["pool_capacity"],
+        pool_dtype=kw["pool_dtype"],
+    )
+    return TrainConfig(
+        dataset=kw["dataset"], data_dir=kw["data_dir"], download=kw["download"],
+        val_size=kw["val_size"], limit_train=kw["limit_train"], limit_test=kw["limit_test"],
+        arch=kw["arch"], method=Method(kw["method"]), epochs=kw["epochs"],
+        batch_size=kw["batch_size"], lr=kw["lr"], alpha=kw["alpha"], gp_lambda=kw["gp_lambda"],
+        synthesis=syn, seed=kw["seed"], device=kw["device"], out=out,
+        progress=not kw["no_progress"],
+    )
+
+
+@main.command()
+@_train_options
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: checkpoint-best.pt, checkpoint-last.pt, record.json, epochs.csv.")
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/checkpoint-last.pt (exactly: RNG, optimizer and pool restored).")
+def train(out: str, resume: bool, **kw: Any) -> None:
+    """Train a classifier by cross-entropy (baseline) or WINN (paper §5.6)."""
+    from .models import ModelSpecError
+    from .training import NonFiniteLossError, ResumeError, train as run_train
+
+    _setup_logging(kw["quiet"])
+    cfg = _config(kw, out)
+    try:
+        record = run_train(cfg, resume=resume, command=_command_line())
+    except NonFiniteLossError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo(f"\nInterrupted. Finished epochs are kept in {out}; continue with --resume.", err=True)
+        sys.exit(130)
+    except (ModelSpecError, ResumeError, *USER_ERRORS) as exc:
+        raise UserError(_message(exc)) from exc
+    tb = record["test_error_at_best_val"]
+    click.echo(
+        f"{cfg.method.value} {cfg.arch} on {cfg.dataset}: {record['epochs_run']} epochs, "
+        f"test error {100 * record['final_test_error']:.2f}% (last), "
+        + (f"{100 * tb:.2f}% at best validation epoch {record['best_epoch']}" if tb is not None else "")
+        + f"; wrote {Path(out) / 'record.json'}"
+    )
+
+
+@main.command("list")
+def list_cmd() -> None:
+    """List registered datasets, models and attacks."""
+    from .data import list_datasets
+    from .models import list_models
+
+    click.echo("datasets:")
+    for k, v in list_datasets().items():
+        click.echo(f"  {k:15s} {v}")
+    click.echo("models (or any 'pkg.module:factory'):")
+    for k, v in list_models().items():
+        click.echo(f"  {k:15s} {v}")
+    try:
+        from .attacks.registry import list_attacks
+    except ImportError:
+        return
+    click.echo("attacks:")
+    for k, v in list_attacks().items():
+        click.echo(f"  {k:15s} {v}")
+
+
+def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter("give comma-separated integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise click.BadParameter("at least one seed")
+    return seeds
+
+
+def _rows(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple[str, str], ...]:
+    rows = []
+    for item in value.split(","):
+        dataset, sep, arch = item.strip().partition(":")
+        if not sep or not dataset or not arch:
+            raise click.BadParameter(f"{item!r}: use DATASET:ARCH, e.g. mnist:vanilla")
+        rows.append((dataset, arch))
+    return tuple(rows)
+
+
+def _reproduce_options(fn: Any) -> Any:
+    opts = [
+        click.option("--seeds", default="0,1,2", show_default=True, callback=_seeds,
+                     help="Comma-separated seeds; tables give mean and std over them."),
+        click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True,
+                     help="Epochs per run (paper/code: 200)."),
+        click.option("--synth-max-steps", type=click.IntRange(min=0), default=200,
+                     show_default=True, help="Synthesis cap per pass (code: 2000)."),
+        click.option("--data-dir", default="data", show_default=True, help="Dataset root."),
+        click.option("--runs-dir", default="runs/table2", show_default=True,
+                     help="Where runs are trained, reused and resumed (shared by Tables 2-4)."),
+        click.option("--out", "out_dir", default="results", show_default=True,
+                     help="Folder for the table files."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N]."),
+        click.option("--allow-cpu-resnet", is_flag=True,
+                     help="Run ResNet-32 rows on the CPU too (hours per run)."),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@main.group()
+def reproduce() -> None:
+    """Reproduce the paper's tables from real runs (results/table*.csv and .md)."""
+
+
+@reproduce.command("table2")
+@_reproduce_options
+@click.option("--rows", default="mnist:vanilla,mnist:resnet32,svhn:resnet32", show_default=True,
+              callback=_rows, help="DATASET:ARCH rows; rows without data or GPU are marked not run.")
+def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
+    """Table 2: test error of baseline vs WINN, mean ± std over seeds."""
+    from .reproduce import GridSpec, reproduce_table2
+
+    _setup_logging(False)
+    spec = GridSpec(
+        rows=rows, seeds=kw["seeds"], epochs=kw["epochs"], synth_max_steps=kw["synth_max_steps"],
+        data_dir=kw["data_dir"], runs_dir=kw["runs_dir"], device=kw["device"],
+        allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
+    )
+    try:
+        reproduce_table2(spec, out_dir=kw["out_dir"], command=_command_line())
+    except USER_ERRORS as exc:
+        raise UserError(_message(exc)) from exc
+    click.echo((Path(kw["out_dir"]) / "table2.md").read_text())
