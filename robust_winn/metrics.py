@@ -43,7 +43,7 @@ def wrong_mask(pred: Tensor, labels: Tensor) -> Tensor:
 def error_rate(pred: Tensor, labels: Tensor) -> float:
     """Top-1 error ``#(pred != labels) / N`` (REFERENCE §1.8); ``nan`` for N = 0."""
     wrong = wrong_mask(pred, labels)
-    return float(wrong.float().mean()) if wrong.numel() else float("nan")
+    return int(wrong.sum()) / wrong.numel() if wrong.numel() else float("nan")
 
 
 @dataclass(frozen=True)
@@ -104,4 +104,4 @@ def worst_case_error(broken: Tensor) -> float:
     if broken.dim() != 2 or broken.dtype != torch.bool:
         raise ValueError("broken must be a (n_attacks, N) boolean tensor")
     any_broken = broken.any(dim=0)  # (N,)
-    return float(any_broken.float().mean()) if any_broken.numel() else float("nan")
+    return int(any_broken.sum()) / any_broken.numel() if any_broken.numel() else float("nan")

@@ -23,6 +23,7 @@ from typing import Any
 
 import torchattacks
 from torch import nn
+from torchattacks.attack import Attack
 
 __all__ = [
     "AttackKind",
@@ -44,7 +45,7 @@ class AttackKind(str, Enum):
     GRADIENT_FREE = "gradient-free"  # queries only (Square): should not beat gradient attacks
 
 
-Factory = Callable[..., torchattacks.Attack]
+Factory = Callable[..., Attack]
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def build_attack(
     num_classes: int,
     image_channels: int,
     seed: int = 0,
-) -> torchattacks.Attack:
+) -> Attack:
     """Build a torchattacks attack on ``model`` that takes and returns [-1, 1] images.
 
     Args:
@@ -200,7 +201,7 @@ def build_attack(
     description="FGSM (Goodfellow et al. 2015): x + eps*sign(grad CE), clipped to [0,1]; "
     "the paper's Table 3-4 attack (REFERENCE §2)",
 )
-def _fgsm(model: nn.Module, *, eps: float, num_classes: int, seed: int) -> torchattacks.Attack:
+def _fgsm(model: nn.Module, *, eps: float, num_classes: int, seed: int) -> Attack:
     del num_classes, seed
     return torchattacks.FGSM(model, eps=eps)
 
@@ -213,7 +214,7 @@ def _fgsm(model: nn.Module, *, eps: float, num_classes: int, seed: int) -> torch
 def _pgd(
     model: nn.Module, *, eps: float, num_classes: int, seed: int, steps: int = 40,
     alpha: float | None = None, random_start: bool = True, restarts: int = 1,
-) -> torchattacks.Attack:
+) -> Attack:
     del num_classes, seed
     if steps < 1 or restarts < 1:
         raise ValueError("pgd: steps and restarts must be >= 1")
@@ -232,7 +233,7 @@ def _pgd(
 )
 def _autoattack(
     model: nn.Module, *, eps: float, num_classes: int, seed: int, version: str = "standard"
-) -> torchattacks.Attack:
+) -> Attack:
     return torchattacks.AutoAttack(
         model, norm="Linf", eps=eps, version=version, n_classes=num_classes, seed=seed
     )
@@ -245,7 +246,7 @@ def _autoattack(
 def _apgd(
     model: nn.Module, *, eps: float, num_classes: int, seed: int, steps: int = 100,
     restarts: int = 1,
-) -> torchattacks.Attack:
+) -> Attack:
     del num_classes
     return torchattacks.APGD(
         model, norm="Linf", eps=eps, steps=steps, n_restarts=restarts, loss="ce", seed=seed
@@ -260,7 +261,7 @@ def _apgd(
 def _square(
     model: nn.Module, *, eps: float, num_classes: int, seed: int, queries: int = 5000,
     restarts: int = 1,
-) -> torchattacks.Attack:
+) -> Attack:
     del num_classes
     return torchattacks.Square(
         model, norm="Linf", eps=eps, n_queries=queries, n_restarts=restarts, seed=seed

@@ -1,0 +1,331 @@
+"""Attack harness: adversarial error and correction rates of one or more classifiers.
+
+Paper §5.6, Tables 3-4; REFERENCE §2. For every attacked ("referee") model A, every attack and
+every eps, adversarial examples are made on A over the whole test set and classified by *every*
+model. That gives, in one pass:
+
+- A's adversarial error (white-box) and, for each other model B, B's correction rate on A's
+  errors (Table 3: referee = baseline -> correction by WINN; referee = WINN -> by baseline);
+- B's error on examples made on A (transfer);
+- per-example worst case over all attacks run (an image is broken if any attack broke it).
+
+Differences from the released FGSM script (REFERENCE §2), both deliberate:
+- batches instead of one image at a time (DESIGN §4). The CE gradient of a batch mean is the
+  per-image gradient divided by the batch size, so sign(grad) is the same up to float underflow;
+- the step is taken in [0, 1] units with eps in [0, 1] units (eps 0.125 there is the code's
+  0.25 on [-1, 1]); the clip to [0, 1] is the code's clip to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import DataSplits, ImageSet, load_dataset
+from ..metrics import correction_rates, error_rate, worst_case_error, wrong_mask
+from ..models import ModelSpecError
+from .registry import AttackSpec, build_attack, check_eps, parse_attack
+from .sanity import run_sanity_checks, zero_gradient_warnings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["evaluate"]
+
+DataLike = str | DataSplits | ImageSet | tuple[Tensor, Tensor]
+
+
+class _Data:
+    """Test images as float [-1, 1] batches, whatever form they were handed in."""
+
+    def __init__(self, data: DataLike, *, data_dir: str | Path, limit: int | None) -> None:
+        self.num_classes: int | None = None
+        self.name = "tensors"
+        if isinstance(data, str):
+            data = load_dataset(data, data_dir=data_dir, limit_test=limit)
+            limit = None
+        if isinstance(data, DataSplits):
+            self.name, self.num_classes, data = data.name, data.num_classes, data.test
+        if isinstance(data, ImageSet):
+            self.name = self.name if self.name != "tensors" else "imageset"
+            data = data.subset(slice(0, limit)) if limit is not None else data
+            self._set: ImageSet | None = data
+            self.n = len(data)
+        else:
+            images, labels = data
+            if not images.is_floating_point() or images.dim() != 4:
+                raise ValueError("images must be a float (N, C, H, W) tensor in [-1, 1]")
+            lo, hi = float(images.min()), float(images.max())
+            if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
+                raise ValueError(
+                    f"images must lie in [-1, 1] (robust_winn models see x/255*2-1); got "
+                    f"[{lo:.3g}, {hi:.3g}]"
+                )
+            self.input_range_note = lo >= 0.0
+            self._set = None
+            self._x, self._y = images[:limit], labels[:limit].long()
+            self.n = int(self._x.shape[0])
+        if self.n == 0:
+            raise ValueError("the test set is empty")
+
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self._set is not None:
+            yield from self._set.batches(batch_size)
+            return
+        for s in range(0, self.n, batch_size):
+            yield self._x[s : s + batch_size], self._y[s : s + batch_size]
+
+
+def _resolve_device(device: str | torch.device | None, model: nn.Module) -> torch.device:
+    if device is None:
+        p = next(model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA device is available")
+    return dev
+
+
+def _check_outputs(name: str, out: Tensor, batch: int, num_classes: int | None) -> list[str]:
+    """Shape, finiteness and 'probabilities instead of logits' checks on one forward pass."""
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != batch:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ModelSpecError(f"{name}: model must return (N, K) logits; got {shape} for N={batch}")
+    if num_classes is not None and out.shape[1] != num_classes:
+        raise ModelSpecError(
+            f"{name}: model gives {out.shape[1]} outputs but the dataset has {num_classes} classes"
+        )
+    if not torch.isfinite(out).all():
+        raise ModelSpecError(f"{name}: model returns non-finite logits on clean test images")
+    rows_sum_to_one = torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3)
+    if rows_sum_to_one and out.min() >= 0 and out.max() <= 1:
+        return [
+            f"{name}: outputs are in [0, 1] and sum to 1 per row: the model looks like it ends "
+            f"in softmax. Return logits instead: the attacks' cross-entropy applies its own "
+            f"softmax, and a double softmax flattens the gradients"
+        ]
+    return []
+
+
+def _warn(messages: list[str], new: list[str]) -> None:
+    for m in new:
+        log.warning(m)
+    messages.extend(new)
+
+
+def evaluate(
+    models: nn.Module | Mapping[str, nn.Module],
+    *,
+    dataset: DataLike = "mnist",
+    attacks: Sequence[str | AttackSpec] = ("fgsm",),
+    eps: Sequence[float] = (0.125,),
+    data_dir: str | Path = "data",
+    limit: int | None = None,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    tolerance: float = 0.01,
+) -> dict[str, Any]:
+    """Attack every model with every attack and eps; score each adversarial set by every model.
+
+    Paper §5.6, Tables 3-4; REFERENCE §2 (FGSM, adversarial error, correction rates).
+
+    Args:
+        models: one classifier, or ``{name: classifier}``; each maps [-1, 1] images to (N, K)
+            logits. Models are moved to ``device``, put in eval mode for the run, and their
+            train/eval mode is restored afterwards.
+        dataset: registered dataset name (its test split is used), a ``DataSplits``, an
+            ``ImageSet``, or ``(images, labels)`` with float images in [-1, 1].
+        attacks: names or ``"name:key=value,..."`` strings (see ``list_attacks``).
+        eps: L-inf radii in [0, 1] pixel units; eps = 0 is the clean set (no attack runs).
+        data_dir: dataset root when ``dataset`` is a name.
+        limit: keep only the first N test images.
+        batch_size: images per attack batch.
+        device: ``None`` (the first model's device), ``"auto"``, ``"cpu"``, ``"cuda[:N]"``.
+        seed: seeds random starts and the attacks' own generators; the global RNG is restored.
+        tolerance: absolute error slack of the sanity checks (plus one example).
+
+    Returns:
+        A JSON-ready record: ``models`` (clean error, gradient statistics), ``results`` (one row
+        per source, attack, eps, scorer: white-box or transfer error), ``correction`` (one row per
+        referee, other model, attack, eps: N, N_A, N_AB, adversarial error, correction rate),
+        ``worst_case``, ``curves`` (error vs eps, eps 0 = clean) and ``warnings``.
+
+    Raises:
+        KeyError: unknown attack or dataset. ValueError: eps outside [0, 1], bad data.
+        ModelSpecError: a model's output is not (N, K) finite logits for the dataset's K.
+    """
+    t0 = time.perf_counter()
+    named = {"model": models} if isinstance(models, nn.Module) else dict(models)
+    if not named:
+        raise ValueError("no model to evaluate")
+    specs = [parse_attack(a) for a in attacks]
+    if not specs:
+        raise ValueError("no attack given")
+    if len({s.label for s in specs}) != len(specs):
+        raise ValueError("the same attack is listed twice")
+    eps_list = sorted({check_eps(e) for e in eps})
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    data = _Data(dataset, data_dir=data_dir, limit=limit)
+    dev = _resolve_device(device, next(iter(named.values())))
+    warnings: list[str] = []
+    if getattr(data, "input_range_note", False):
+        _warn(warnings, ["images are all >= 0: robust_winn models expect [-1, 1], not [0, 1]"])
+
+    modes = {n: m.training for n, m in named.items()}
+    for n, m in named.items():
+        if m.training:
+            _warn(warnings, [f"{n}: model was in train mode; evaluated in eval mode (restored "
+                             f"afterwards)"])
+        m.to(dev).eval()
+    cuda = [dev] if dev.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            raw = _run(named, data, specs, eps_list, batch_size, dev, seed, warnings)
+    finally:
+        for n, m in named.items():
+            m.train(modes[n])
+    record = _summarise(named, specs, eps_list, raw, warnings, tolerance)
+    record.update(
+        dataset=data.name, n=raw["labels"].numel(), batch_size=batch_size, device=str(dev),
+        seed=seed, eps=eps_list, wall_time_s=time.perf_counter() - t0,
+    )
+    return record
+
+
+def _run(
+    named: dict[str, nn.Module], data: _Data, specs: list[AttackSpec], eps_list: list[float],
+    batch_size: int, dev: torch.device, seed: int, warnings: list[str],
+) -> dict[str, Any]:
+    """The batched loop: clean pass (with input gradients), then every attack on every model."""
+    clean: dict[str, list[Tensor]] = defaultdict(list)
+    adv: dict[tuple[str, str, float, str], list[Tensor]] = defaultdict(list)
+    zero_img: dict[str, int] = defaultdict(int)
+    zero_px: dict[str, int] = defaultdict(int)
+    labels: list[Tensor] = []
+    built: dict[tuple[str, str, float], Any] = {}
+    outside = 0.0
+    pixels = 0
+    num_classes = data.num_classes
+    for x, y in data.batches(batch_size):
+        x, y = x.to(dev), y.to(dev)  # (B, C, H, W) in [-1, 1], (B,)
+        pixels = x[0].numel()
+        labels.append(y.cpu())
+        for name, m in named.items():
+            xg = x.clone().requires_grad_(True)
+            logits = m(xg)  # (B, K)
+            if len(labels) == 1:
+                _warn(warnings, _check_outputs(name, logits.detach(), x.shape[0], num_classes))
+            num_classes = num_classes or int(logits.shape[1])
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xg)
+            zero = grad.flatten(1) == 0  # (B, C*H*W)
+            zero_img[name] += int(zero.all(1).sum())
+            zero_px[name] += int(zero.sum())
+            clean[name].append(logits.detach().argmax(1).cpu())
+        for src, m in named.items():
+            for spec in specs:
+                for e in eps_list:
+                    key = (src, spec.label, e)
+                    if e == 0:
+                        x_adv = x
+                    else:
+                        if key not in built:
+                            built[key] = build_attack(
+                                spec, m, eps=e, num_classes=num_classes,
+                                image_channels=x.shape[1], seed=seed,
+                            )
+                        x_adv = built[key](x, y).detach()  # (B, C, H, W) in [-1, 1]
+                        # distance in [0, 1] units beyond the ball, or beyond [0, 1]
+                        dist = ((x_adv - x).abs() / 2).amax().item() - e
+                        rng = max(x_adv.max().item() - 1.0, -1.0 - x_adv.min().item()) / 2
+                        outside = max(outside, dist, rng)
+                    with torch.no_grad():
+                        for scorer, ms in named.items():
+                            adv[(src, spec.label, e, scorer)].append(ms(x_adv).argmax(1).cpu())
+    if outside > 1e-5:
+        _warn(warnings, [f"some adversarial examples leave the eps-ball or [0, 1] by {outside:.2e} "
+                         f"(attack bug)"])
+    return {
+        "labels": torch.cat(labels),
+        "clean": {k: torch.cat(v) for k, v in clean.items()},
+        "adv": {k: torch.cat(v) for k, v in adv.items()},
+        "zero_img": dict(zero_img),
+        "zero_px": dict(zero_px),
+        "pixels_per_image": pixels,
+    }
+
+
+def _summarise(
+    named: dict[str, nn.Module], specs: list[AttackSpec], eps_list: list[float],
+    raw: dict[str, Any], warnings: list[str], tolerance: float,
+) -> dict[str, Any]:
+    """Turn prediction tensors into the record's tables and run the sanity checks."""
+    y = raw["labels"]
+    n = int(y.numel())
+    models: dict[str, Any] = {}
+    for name in named:
+        img = raw["zero_img"][name] / n
+        px = raw["zero_px"][name] / (n * raw["pixels_per_image"])
+        models[name] = {
+            "clean_error": error_rate(raw["clean"][name], y),
+            "zero_gradient_image_fraction": img,
+            "zero_gradient_pixel_fraction": px,
+        }
+        _warn(warnings, zero_gradient_warnings(name, image_fraction=img, entry_fraction=px))
+
+    results, correction, worst = [], [], []
+    for (src, label, e, scorer), pred in raw["adv"].items():
+        spec = next(s for s in specs if s.label == label)
+        results.append({
+            "source": src, "scorer": scorer, "attack": label, "kind": spec.kind.value, "eps": e,
+            "type": "white-box" if src == scorer else "transfer", "n": n,
+            "errors": int(wrong_mask(pred, y).sum()), "error": error_rate(pred, y),
+        })
+        if src != scorer:
+            cr = correction_rates(raw["adv"][(src, label, e, src)], pred, y)
+            correction.append({
+                "referee": src, "other": scorer, "attack": label, "eps": e,
+                "referee_clean_error": models[src]["clean_error"], **cr.to_dict(),
+            })
+    for src in named:
+        for scorer in named:
+            for e in eps_list:
+                broken = torch.stack([
+                    wrong_mask(raw["adv"][(src, s.label, e, scorer)], y) for s in specs
+                ])  # (n_attacks, N)
+                worst.append({
+                    "source": src, "scorer": scorer, "eps": e,
+                    "attacks": [s.label for s in specs], "error": worst_case_error(broken),
+                })
+    curves = [
+        {
+            "source": src, "scorer": scorer, "attack": s.label,
+            "eps": [0.0] + [e for e in eps_list if e > 0],
+            "error": [models[scorer]["clean_error"]] + [
+                error_rate(raw["adv"][(src, s.label, e, scorer)], y) for e in eps_list if e > 0
+            ],
+        }
+        for src in named for scorer in named for s in specs
+    ]
+    _warn(warnings, run_sanity_checks(results, tolerance=tolerance + 1.0 / n))
+    return {
+        "models": models,
+        "attacks": [{"label": s.label, "name": s.name, "params": s.params, "kind": s.kind.value}
+                    for s in specs],
+        "results": results,
+        "correction": correction,
+        "worst_case": worst,
+        "curves": curves,
+        "warnings": warnings,
+    }
