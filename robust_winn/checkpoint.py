@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_classifier", "versions"]
 
@@ -37,8 +38,8 @@ def versions() -> dict[str, str]:
     out = {
         "robust_winn": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),  # TorchVersion -> plain str (weights_only-safe)
+        "torchvision": str(torchvision.__version__),
         "numpy": numpy.__version__,
     }
     try:
@@ -73,7 +74,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        # TorchVersion is a plain str subclass; allow it for files written before it was str()'d.
+        with torch.serialization.safe_globals([TorchVersion]):
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -174,8 +174,11 @@ def _load_svhn(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
     if not download:
         for split in ("train", "test"):
             _require(folder / f"{split}_32x32.mat", f"{split}_32x32.mat", "svhn")
-    train = tvd.SVHN(str(folder), split="train", download=download)
-    test = tvd.SVHN(str(folder), split="test", download=download)
+    try:
+        train = tvd.SVHN(str(folder), split="train", download=download)
+        test = tvd.SVHN(str(folder), split="test", download=download)
+    except RuntimeError as exc:  # torchvision: md5 mismatch or missing file
+        raise DataUnavailableError(f"svhn: {exc} (expected the official .mat files in {folder})") from exc
     # torchvision maps the .mat label 10 to 0 already; data is (N, 3, 32, 32) uint8.
     return _from_numpy(train.data, train.labels), _from_numpy(test.data, test.labels)
 
