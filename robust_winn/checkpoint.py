@@ -10,6 +10,7 @@ loading one can never execute code.
 from __future__ import annotations
 
 import os
+import pickle
 import platform
 import tempfile
 from pathlib import Path
@@ -77,8 +78,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         # TorchVersion is a plain str subclass; allow it for files written before it was str()'d.
         with torch.serialization.safe_globals([TorchVersion]):
             state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from exc
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a torch file, or it holds objects that safe "
+            f"loading (weights_only=True) refuses because they could run code"
+        ) from exc
+    except Exception as exc:  # torch raises several types for corrupt files
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {first}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a robust_winn checkpoint (format {FORMAT})")
     return state

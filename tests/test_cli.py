@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from robust_winn.cli import main
+
+TINY = ["--dataset", "sample", "--val-size", "100", "--limit-train", "200", "--limit-test", "100",
+        "--batch-size", "50", "--synth-per-class", "5", "--synth-max-steps", "3", "--device", "cpu",
+        "--no-progress", "--quiet"]
+
+
+def _run(args, **kw):
+    return CliRunner().invoke(main, args, catch_exceptions=False, **kw)
+
+
+def test_train_winn_then_resume_with_more_epochs(tmp_path: Path):
+    out = tmp_path / "run"
+    r = _run(["train", *TINY, "--method", "winn", "--epochs", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "winn vanilla on sample: 1 epochs" in r.output
+    for name in ("checkpoint-best.pt", "checkpoint-last.pt", "record.json", "epochs.csv"):
+        assert (out / name).is_file()
+    r = _run(["train", *TINY, "--method", "winn", "--epochs", "2", "--out", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["epochs_run"] == 2 and rec["command"].startswith("robust-winn")
+    assert rec["config"]["synthesis"]["max_steps"] == 3 and rec["seed"] == 0
+
+
+def test_list_shows_datasets_models_attacks():
+    r = _run(["list"])
+    assert r.exit_code == 0
+    for word in ("mnist", "svhn", "cifar10", "sample", "vanilla", "resnet32", "fgsm", "pgd"):
+        assert word in r.output
+
+
+def test_user_factory_trains_by_both_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    for method in ("baseline", "winn"):
+        r = _run(["train", *TINY, "--arch", "user_models:tiny", "--method", method, "--epochs", "1",
+                  "--out", str(tmp_path / method)])
+        assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--arch", "alexnet"], "unknown model 'alexnet'"),
+        (["--epochs", "-1"], "-1 is not in the range"),
+        (["--arch", "user_models:wrong_shape"], "(N, 10) logits; got (2, 7)"),
+        (["--method", "magic"], "'magic' is not one of"),
+        (["--device", "cuda:7"], "cuda"),
+    ],
+)
+def test_bad_input_gives_one_error_line_and_exit_2(args, message, tmp_path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    r = CliRunner().invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.output
+
+
+def test_unreadable_checkpoint_on_resume(tmp_path: Path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "checkpoint-last.pt").write_bytes(b"garbage")
+    r = CliRunner().invoke(main, ["train", *TINY, "--out", str(out), "--resume"])
+    assert r.exit_code == 2
+    assert r.output.startswith("Error: cannot read checkpoint") and len(r.output.splitlines()) == 1
+
+
+def test_missing_data_is_one_line_saying_where(tmp_path: Path):
+    r = CliRunner().invoke(main, ["train", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                                  "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 2
+    assert "MNIST/raw" in r.output and len(r.output.splitlines()) == 1
+
+
+def test_help_documents_every_train_option():
+    r = _run(["train", "--help"])
+    assert r.exit_code == 0
+    for opt in ("--dataset", "--arch", "--method", "--epochs", "--data-dir", "--out", "--seed",
+                "--resume", "--device", "--download", "--stop-rule", "--alpha"):
+        assert opt in r.output
