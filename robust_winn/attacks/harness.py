@@ -245,6 +245,7 @@ def _run(
                                 spec, m, eps=e, num_classes=num_classes,
                                 image_channels=x.shape[1], seed=seed,
                             )
+                            built[key].set_device(dev)
                         x_adv = built[key](x, y).detach()  # (B, C, H, W) in [-1, 1]
                         # distance in [0, 1] units beyond the ball, or beyond [0, 1]
                         dist = ((x_adv - x).abs() / 2).amax().item() - e

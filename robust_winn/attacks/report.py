@@ -1,0 +1,106 @@
+"""Harness records -> tables (CSV / Markdown) and accuracy-vs-eps curves (CSV / PNG).
+
+Tables are rendered from the record with pandas, never typed by hand (DESIGN §2). One table row
+per referee model, attack and eps, in the layout of paper Table 3: the referee's clean and
+adversarial error, and for every other model B its correction rate on the referee's errors
+(REFERENCE §2) and its error on the referee's examples (transfer).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["attack_table", "curve_table", "write_attack_outputs"]
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100.0 * x, 2)
+
+
+def attack_table(record: dict[str, Any]) -> pd.DataFrame:
+    """One row per (referee, attack, eps) plus a worst-case row per (referee, eps); % units."""
+    clean = {k: v["clean_error"] for k, v in record["models"].items()}
+    rows: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for r in record["results"]:
+        key = (r["source"], r["attack"], r["eps"])
+        row = rows.setdefault(key, {
+            "referee": r["source"], "attack": r["attack"], "eps": r["eps"], "n": r["n"],
+            "clean_error_%": _pct(clean[r["source"]]),
+        })
+        if r["type"] == "white-box":
+            row["adversarial_error_%"] = _pct(r["error"])
+            row["N_A"] = r["errors"]
+        else:
+            row[f"transfer_error_{r['scorer']}_%"] = _pct(r["error"])
+    for c in record["correction"]:
+        row = rows[(c["referee"], c["attack"], c["eps"])]
+        row[f"correction_by_{c['other']}_%"] = _pct(c["correction_rate"])
+        row[f"N_AB_{c['other']}"] = c["n_ab"]
+    table = list(rows.values())
+    if len(record["attacks"]) > 1:
+        for w in record["worst_case"]:
+            if w["source"] == w["scorer"]:
+                table.append({
+                    "referee": w["source"], "attack": "worst case (any attack)", "eps": w["eps"],
+                    "n": record["n"], "clean_error_%": _pct(clean[w["source"]]),
+                    "adversarial_error_%": _pct(w["error"]),
+                })
+    return pd.DataFrame(table)
+
+
+def curve_table(record: dict[str, Any]) -> pd.DataFrame:
+    """Long format: source, scorer, attack, type, eps, error, accuracy (eps 0 = clean)."""
+    rows = []
+    for c in record["curves"]:
+        for e, err in zip(c["eps"], c["error"], strict=True):
+            rows.append({
+                "source": c["source"], "scorer": c["scorer"], "attack": c["attack"],
+                "type": "white-box" if c["source"] == c["scorer"] else "transfer",
+                "eps": e, "error": err, "accuracy": 1.0 - err,
+            })
+    return pd.DataFrame(rows)
+
+
+def _plot(curves: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (src, scorer, atk), g in curves.groupby(["source", "scorer", "attack"], sort=False):
+        label = f"{atk} on {src}" + ("" if src == scorer else f", scored by {scorer}")
+        ax.plot(g["eps"], 100 * g["accuracy"], marker="o",
+                linestyle="-" if src == scorer else "--", label=label)
+    ax.set_xlabel("eps (L-inf, [0, 1] pixel units)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_attack_outputs(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write record.json, table.csv, table.md, curve.csv and curve.png under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / k for k in ("record.json", "table.csv", "table.md", "curve.csv",
+                                  "curve.png")}
+    paths["record.json"].write_text(json.dumps(record, indent=2))
+    table = attack_table(record)
+    table.to_csv(paths["table.csv"], index=False)
+    header = f"Command: `{record.get('command', '')}`\n\n" if record.get("command") else ""
+    notes = "".join(f"- warning: {w}\n" for w in record["warnings"])
+    paths["table.md"].write_text(
+        header + table.to_markdown(index=False) + "\n" + ("\n" + notes if notes else "")
+    )
+    curves = curve_table(record)
+    curves.to_csv(paths["curve.csv"], index=False)
+    _plot(curves, paths["curve.png"])
+    return paths
