@@ -206,12 +206,14 @@ def attack(
     }
     paths = write_attack_outputs(record, out)
     for r in record["results"]:
-        if r["type"] == "white-box":
-            click.echo(f"{r['attack']} eps={r['eps']} on {r['source']}: "
-                       f"adversarial error {100 * r['error']:.2f}%")
-    for c in record["correction"]:
-        rate = "n/a (N_A = 0)" if c["correction_rate"] is None else \
-            f"{100 * c['correction_rate']:.2f}%"
-        click.echo(f"  correction by {c['other']} of {c['referee']}'s errors: {rate}")
+        if r["type"] != "white-box":
+            continue
+        click.echo(f"{r['attack']} eps={r['eps']} on {r['source']}: "
+                   f"adversarial error {100 * r['error']:.2f}%")
+        for c in record["correction"]:
+            if (c["referee"], c["attack"], c["eps"]) == (r["source"], r["attack"], r["eps"]):
+                rate = c["correction_rate"]
+                text = "n/a (N_A = 0)" if rate is None else f"{100 * rate:.2f}%"
+                click.echo(f"  correction by {c['other']} of these errors: {text}")
     click.echo(f"wrote {paths['record.json'].parent}/{{record.json, table.csv, table.md, "
                f"curve.csv, curve.png}}")

@@ -96,7 +96,7 @@ def test_two_checkpoints_give_table3_layout(files, tmp_path) -> None:
     rec = json.loads((tmp_path / "record.json").read_text())
     assert rec["dataset"] == "sample"  # taken from the checkpoint
     assert rec["inputs"] == {"model": str(files["model"]), "baseline": str(files["baseline"])}
-    assert "correction by model of baseline's errors" in output
+    assert "correction by model of these errors" in output
 
 
 @pytest.mark.parametrize(

@@ -97,9 +97,8 @@ def write_attack_outputs(record: dict[str, Any], out: str | Path) -> dict[str, P
     table.to_csv(paths["table.csv"], index=False)
     header = f"Command: `{record.get('command', '')}`\n\n" if record.get("command") else ""
     notes = "".join(f"- warning: {w}\n" for w in record["warnings"])
-    paths["table.md"].write_text(
-        header + table.to_markdown(index=False) + "\n" + ("\n" + notes if notes else "")
-    )
+    body = table.to_markdown(index=False, missingval="-")
+    paths["table.md"].write_text(header + body + "\n" + ("\n" + notes if notes else ""))
     curves = curve_table(record)
     curves.to_csv(paths["curve.csv"], index=False)
     _plot(curves, paths["curve.png"])

@@ -169,9 +169,10 @@ def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any
         "Mean ± sample std over seeds. Each seed attacks its best-validation checkpoints. "
         "Correction rate by B = share of the referee's adversarial errors that B classifies "
         "correctly, 1 - N_AB / N_A (REFERENCE §2); '-' where N_A = 0 for every seed. FGSM is "
-        "batched (the released script attacks one image at a time; same sign of the gradient). "
-        f"PGD ({PGD_MNIST}, random start) has no paper counterpart: it checks that FGSM numbers "
-        "are not an artefact of a weak attack.",
+        "batched (the released script attacks one image at a time; same sign of the gradient)."
+        + (f" PGD ({PGD_MNIST}, random start) has no paper counterpart: it checks that FGSM "
+           "numbers are not an artefact of a weak attack." if any(
+               a.startswith("pgd") for a in meta["attacks"]) else ""),
     ]
     if meta["warnings"]:
         lines += ["", "Sanity warnings (Carlini et al. 2019):", ""]
