@@ -78,12 +78,14 @@ def main() -> None:
 def _train_options(fn: Any) -> Any:
     opts = [
         click.option("--dataset", default="mnist", show_default=True,
-                     help="Registered dataset (see `robust-winn list`); 'sample' is the bundled MNIST sample."),
+                     help="Registered dataset (see `robust-winn list`); 'sample' is the bundled "
+                          "MNIST sample."),
         click.option("--arch", default="vanilla", show_default=True,
                      help="Registered model name or a user factory 'pkg.module:factory' returning an "
                           "nn.Module that maps [-1,1] images to (N, K) logits."),
         click.option("--method", type=click.Choice([m.value for m in Method]), default="winn",
-                     show_default=True, help="baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP)."),
+                     show_default=True,
+                     help="baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP)."),
         click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True,
                      help="Passes over the training split (paper/code: 200)."),
         click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
@@ -120,7 +122,8 @@ def _train_options(fn: Any) -> Any:
                      show_default=True, help="Most pseudo-negatives kept per class (FIFO past that)."),
         click.option("--pool-dtype", type=click.Choice(["float32", "uint8"]), default="float32",
                      show_default=True, help="Pool storage: exact float32 or 4x smaller uint8."),
-        click.option("--no-progress", is_flag=True, help="Hide progress bars (hidden anyway when not a TTY)."),
+        click.option("--no-progress", is_flag=True,
+                     help="Hide progress bars (hidden anyway when not a TTY)."),
         click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr."),
     ]
     for opt in reversed(opts):
@@ -153,7 +156,8 @@ def _config(kw: dict[str, Any], out: str) -> TrainConfig:
 def train(out: str, resume: bool, **kw: Any) -> None:
     """Train a classifier by cross-entropy (baseline) or WINN (paper §5.6)."""
     from .models import ModelSpecError
-    from .training import NonFiniteLossError, ResumeError, train as run_train
+    from .training import NonFiniteLossError, ResumeError
+    from .training import train as run_train
 
     _setup_logging(kw["quiet"])
     cfg = _config(kw, out)
@@ -271,11 +275,13 @@ def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
 def quickstart(out: str, device: str, seed: int, no_progress: bool) -> None:
     """Offline demo: baseline vs WINN on the bundled MNIST sample, then FGSM and PGD.
 
-    Trains both methods (10 epochs on 2,500 real MNIST images, synthesis capped at 100 steps),
+    Trains both methods (8 epochs on 2,500 real MNIST images; 50 new pseudo-negatives per class
+    per epoch, synthesis capped at 100 steps),
     attacks both at eps = 0.125 and prints a Table 2/3 style summary. A few minutes on 2 CPU
     cores. Small-sample numbers: see README for the full-MNIST tables.
     """
-    from .quickstart import QUICK, quickstart as run_quickstart
+    from .quickstart import QUICK
+    from .quickstart import quickstart as run_quickstart
 
     _setup_logging(False)
     try:

@@ -19,7 +19,8 @@ from .training import train
 
 __all__ = ["QUICK", "quickstart", "summary_table"]
 
-QUICK = {"epochs": 10, "synth_max_steps": 100, "eps": 0.125, "attacks": ("fgsm", "pgd")}
+QUICK = {"epochs": 8, "synth_max_steps": 100, "synth_per_class": 50, "eps": 0.125,
+         "attacks": ("fgsm", "pgd")}
 
 
 def summary_table(train_records: dict[str, dict[str, Any]], attack_record: dict[str, Any]) -> pd.DataFrame:
@@ -61,7 +62,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, device: str = "cpu", seed
         cfg = TrainConfig(
             dataset="sample", method=method, epochs=QUICK["epochs"], seed=seed, device=device,
             out=str(out / method.value), progress=progress,
-            synthesis=SynthesisConfig(max_steps=QUICK["synth_max_steps"]),
+            synthesis=SynthesisConfig(max_steps=QUICK["synth_max_steps"],
+                                      per_class=QUICK["synth_per_class"]),
         )
         records[method.value] = train(cfg, command=command)
         models[method.value], _ = load_classifier(out / method.value / "checkpoint-best.pt", device)

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED_DATA
+
 from robust_winn.data import DataUnavailableError, load_dataset, to_model_range
 
 

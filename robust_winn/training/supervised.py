@@ -215,7 +215,9 @@ class _Run:
         }
 
 
-def _write_record(out: Path, run: _Run, status: str, command: str | None, device: torch.device) -> dict[str, Any]:
+def _write_record(
+    out: Path, run: _Run, status: str, command: str | None, device: torch.device
+) -> dict[str, Any]:
     st = run.state
     hist = st.history
     best = next((h for h in hist if h["epoch"] == st.best_epoch), None)
