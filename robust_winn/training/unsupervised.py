@@ -1,0 +1,367 @@
+"""Unsupervised WINN: WINN-single and cascades (Algorithm 1; REFERENCE §3.4-3.7).
+
+One *iteration* (the code's inner loop, ``it`` = 0..iterations-1 inside each cascade):
+
+1. n+ = min(it + 1, ramp_max) * pos_per_step positives (1k..5k in the paper) and as many
+   negatives drawn with replacement from the pool S- of every pseudo-negative so far.
+2. ``k_passes`` passes over this fixed set in the same 50 + 50 batches, each step minimising
+   mean f(x-) - mean f(x+) + 10 * GP with Adam(1e-4, betas (0, 0.9)); during the last pass the
+   batch mean of f over the positives is re-evaluated after every update and its min and max
+   kept.
+3. Synthesis: ``new_per_iter`` images (``new_last_iter`` at the cascade's last iteration) are
+   taken from the init source and pushed up f by :class:`AscentSampler` with
+   tau ~ U[min, max] per 100-image batch; they join S- (uint8 storage = the PNG quantisation).
+
+At the end of a cascade the init source becomes that cascade's last synthesised images and a
+snapshot of the critic with its tau range is stored, so sampling can run the chain
+(:func:`generate`). The same network and Adam state carry on into the next cascade (the code's
+behaviour; paper Eq. 8 reads as separate classifiers, REFERENCE §3.6).
+
+The whole state (model, optimizer, pool, init source, snapshots, RNG) is checkpointed
+atomically after every iteration, so ``resume=True`` continues exactly as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..checkpoint import load_checkpoint, save_checkpoint, versions
+from ..losses import gradient_penalty, wasserstein_loss
+from ..models.appd import quantize_uint8, sample_p0
+from ..synthesis import NegativePool
+from ..synthesis.ascent import AscentSampler, critic_fn
+from ..synthesis.cascade import METHOD, build_critic
+from ..unsup_data import PositiveSource, load_positives
+from .supervised import NonFiniteLossError, ResumeError, resolve_device
+from .unsup_config import Preset, UnsupConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Preset", "UnsupConfig", "train_unsupervised"]  # config re-exported
+
+
+@dataclass
+class _State:
+    cascade: int = 0  # current cascade (0-based)
+    iteration: int = 0  # next iteration inside it
+    history: list[dict[str, float]] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)  # one per finished cascade
+    wall_time_s: float = 0.0
+
+
+class _Run:
+    def __init__(self, cfg: UnsupConfig, source: PositiveSource, device: torch.device) -> None:
+        self.cfg, self.source, self.device = cfg, source, device
+        torch.manual_seed(cfg.seed)
+        self.model = build_critic(cfg.arch, source.image_shape).to(device)
+        self.f = critic_fn(self.model)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.sampler = AscentSampler(
+            lr=cfg.synth_lr,
+            beta1=cfg.synth_beta1,
+            beta2=cfg.synth_beta2,
+            max_steps=cfg.synth_max_steps,
+            batch_size=cfg.synth_batch,
+        )
+        self.pool = NegativePool(1, capacity=cfg.pool_capacity, dtype="uint8" if cfg.quantize else "float32")
+        self.state = _State()
+        self.init_source = torch.empty(0)
+
+    def start(self) -> None:
+        """Draw the initial pseudo-negatives from p0: they seed S- and the first init source."""
+        x = sample_p0(
+            self.cfg.init,
+            self.cfg.init_images,
+            self.source.image_shape,
+            generator=self.gen,
+            quantize=self.cfg.quantize,
+            device=self.device,
+        )
+        self.init_source = self._store(x)
+        self.pool.add(x, torch.zeros(x.shape[0], dtype=torch.long))
+
+    def _store(self, x: Tensor) -> Tensor:
+        x = x.detach().cpu()
+        return ((x + 1) * 127.5).round().to(torch.uint8) if self.cfg.quantize else x.float()
+
+    def _load(self, x: Tensor) -> Tensor:
+        return x.float().div(127.5).sub(1.0) if x.dtype == torch.uint8 else x.clone()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        st = self.state
+        return {
+            "model": {
+                "arch": self.cfg.arch,
+                "kwargs": {},
+                "image_shape": list(self.source.image_shape),
+                "num_outputs": 1,
+            },
+            "dataset": self.source.describe(),
+            "method": METHOD,
+            "config": self.cfg.to_dict(),
+            "versions": versions(),
+            "seed": self.cfg.seed,
+            "cascade": st.cascade,
+            "iteration": st.iteration,
+            "history": st.history,
+            "cascades": st.snapshots,
+            "wall_time_s": st.wall_time_s,
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.opt.state_dict(),
+            "pool_state": self.pool.state_dict(),
+            "init_source": self.init_source,
+            "rng": {"gen": self.gen.get_state(), "torch": torch.get_rng_state()},
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("method") != METHOD:
+            raise ResumeError(f"checkpoint method is {ckpt.get('method')!r}, not {METHOD!r}")
+        if ckpt["model"]["arch"] != self.cfg.arch:
+            raise ResumeError(
+                f"checkpoint was trained with arch {ckpt['model']['arch']!r}, not {self.cfg.arch!r}"
+            )
+        if tuple(ckpt["model"]["image_shape"]) != self.source.image_shape:
+            raise ResumeError(
+                f"checkpoint images are {ckpt['model']['image_shape']}, "
+                f"the data gives {list(self.source.image_shape)}"
+            )
+        self.model.load_state_dict(ckpt["model_state"])
+        self.opt.load_state_dict(ckpt["optimizer_state"])
+        self.pool.load_state_dict(ckpt["pool_state"])
+        self.init_source = ckpt["init_source"]
+        self.gen.set_state(ckpt["rng"]["gen"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.state = _State(
+            int(ckpt["cascade"]),
+            int(ckpt["iteration"]),
+            list(ckpt["history"]),
+            list(ckpt["cascades"]),
+            float(ckpt["wall_time_s"]),
+        )
+
+    # ------------------------------------------------------------------ one iteration
+    def classification_step(self) -> dict[str, float]:
+        """k passes over min(it+1, ramp_max) * pos_per_step positives + as many negatives."""
+        cfg, dev, it = self.cfg, self.device, self.state.iteration
+        n_pos = min(it + 1, cfg.ramp_max) * cfg.pos_per_step
+        pos = self.source.draw(n_pos, generator=self.gen)  # (n+, C, H, W)
+        neg = self.pool.sample(torch.zeros(n_pos, dtype=torch.long), generator=self.gen)
+        self.model.train()
+        f_min, f_max = float("inf"), float("-inf")
+        sums, steps = {"loss": 0.0, "wasserstein": 0.0, "gp": 0.0}, 0
+        for p in range(cfg.k_passes):
+            last = p == cfg.k_passes - 1
+            for b in range(0, n_pos, cfg.batch_size):
+                xp, xn = pos[b : b + cfg.batch_size].to(dev), neg[b : b + cfg.batch_size].to(dev)
+                f_all = self.f(torch.cat([xp, xn]))  # (2B,)
+                w = wasserstein_loss(f_all[: xp.shape[0]], f_all[xp.shape[0] :])
+                gp = gradient_penalty(self.f, xp, xn, generator=self.gen)
+                loss = w + cfg.gp_lambda * gp
+                if not torch.isfinite(loss.detach()):
+                    raise NonFiniteLossError(
+                        f"non-finite critic loss ({loss.item()}) at cascade {self.state.cascade + 1}, "
+                        f"iteration {it + 1}; try a lower --lr. The last good checkpoint is kept."
+                    )
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                steps += 1
+                sums["loss"] += loss.item()
+                sums["wasserstein"] += float(w.detach())
+                sums["gp"] += float(gp.detach())
+                if last:  # f+ batch mean after the update (REFERENCE §3.6 step 3)
+                    with torch.no_grad():
+                        fp = float(self.f(xp).mean())
+                    f_min, f_max = min(f_min, fp), max(f_max, fp)
+        return {
+            "n_pos": float(n_pos),
+            "critic_steps": float(steps),
+            **{k: v / steps for k, v in sums.items()},
+            "tau_min": f_min,
+            "tau_max": f_max,
+        }
+
+    def synthesis_step(self, tau_min: float, tau_max: float, last: bool) -> dict[str, float]:
+        """Synthesise from the init source, add to S-; at a cascade's end, renew the init source."""
+        cfg = self.cfg
+        n_new = cfg.new_last_iter if last else cfg.new_per_iter
+        n_src = self.init_source.shape[0]
+        idx = torch.randperm(n_src, generator=self.gen)
+        idx = idx[:n_new] if n_new <= n_src else torch.randint(n_src, (n_new,), generator=self.gen)
+        x0 = self._load(self.init_source[idx]).to(self.device)
+        x, stats = self.sampler.synthesize(
+            self.model, x0, tau_min=tau_min, tau_max=tau_max, generator=self.gen
+        )
+        if cfg.quantize:
+            x = quantize_uint8(x)
+        self.pool.add(x, torch.zeros(x.shape[0], dtype=torch.long))
+        if last:
+            self.init_source = self._store(x)
+        return {
+            "n_new": float(n_new),
+            "synth_mean_steps": stats.mean_steps,
+            "synth_max_steps_hit": stats.max_steps_hit,
+            "synth_mean_f": stats.mean_f,
+            "pool_size": float(len(self.pool)),
+        }
+
+    def iterate(self) -> dict[str, float]:
+        st, cfg = self.state, self.cfg
+        t0 = time.perf_counter()
+        row: dict[str, float] = {"cascade": float(st.cascade + 1), "iteration": float(st.iteration + 1)}
+        row.update(self.classification_step())
+        last = st.iteration == cfg.iterations - 1
+        row.update(self.synthesis_step(row["tau_min"], row["tau_max"], last))
+        if last:
+            st.snapshots.append(
+                {
+                    "cascade": st.cascade + 1,
+                    "tau_min": row["tau_min"],
+                    "tau_max": row["tau_max"],
+                    "model_state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                }
+            )
+            st.cascade, st.iteration = st.cascade + 1, 0
+        else:
+            st.iteration += 1
+        row["time_s"] = time.perf_counter() - t0
+        st.wall_time_s += row["time_s"]
+        st.history.append(row)
+        return row
+
+
+def _write_record(out: Path, run: _Run, status: str, command: str | None) -> dict[str, Any]:
+    st = run.state
+    record = {
+        "command": command,
+        "status": status,
+        "method": METHOD,
+        "config": run.cfg.to_dict(),
+        "dataset": run.source.describe(),
+        "seed": run.cfg.seed,
+        "versions": versions(),
+        "device": str(run.device),
+        "torch_threads": torch.get_num_threads(),
+        "cascades_done": len(st.snapshots),
+        "iterations_run": len(st.history),
+        "tau_ranges": [
+            {"cascade": s["cascade"], "tau_min": s["tau_min"], "tau_max": s["tau_max"]} for s in st.snapshots
+        ],
+        "wall_time_s": st.wall_time_s,
+        "history": st.history,
+    }
+    (out / "record.json").write_text(json.dumps(record, indent=2))
+    if st.history:
+        keys = list(dict.fromkeys(k for h in st.history for k in h))
+        with (out / "iterations.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(st.history)
+    return record
+
+
+def train_unsupervised(
+    cfg: UnsupConfig,
+    *,
+    resume: bool = False,
+    command: str | None = None,
+    source: PositiveSource | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Run Algorithm 1 with cascades; write ``checkpoint-last.pt``, record.json, iterations.csv.
+
+    Args:
+        cfg: the run's configuration (:meth:`UnsupConfig.preset` for budgets).
+        resume: continue from ``cfg.out/checkpoint-last.pt`` exactly (RNG, optimizer, pool).
+        command: command line stored in the record.
+        source: positives to use instead of loading ``cfg.dataset``.
+        stop_after: end after this many iterations in this call (checkpoint kept; resume later).
+
+    Returns:
+        The record written to ``cfg.out/record.json``.
+
+    Raises:
+        NonFiniteLossError: the critic loss diverged.
+        ResumeError, DataUnavailableError, ModelSpecError, ValueError: bad input.
+    """
+    cfg.validate()
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    last = out / "checkpoint-last.pt"
+    ckpt = None
+    if resume:
+        if not last.exists():
+            raise ResumeError(f"--resume: no {last} to resume from")
+        ckpt = load_checkpoint(last)
+    if source is None:
+        source = load_positives(
+            cfg.dataset,
+            image=cfg.image,
+            folder=cfg.folder,
+            data_dir=cfg.data_dir,
+            size=cfg.image_size,
+            download=cfg.download,
+            limit=cfg.limit,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, source, device)
+    if ckpt is not None:
+        run.restore(ckpt)
+        log.info(
+            "resumed %s at cascade %d, iteration %d", last, run.state.cascade + 1, run.state.iteration + 1
+        )
+    else:
+        run.start()
+    total = cfg.cascades * cfg.iterations
+    done = run.state.cascade * cfg.iterations + run.state.iteration
+    bar = tqdm(
+        total=total,
+        initial=min(done, total),
+        desc="unsupervised WINN",
+        disable=None if cfg.progress else True,
+        file=sys.stderr,
+    )
+    status, ran = "running", 0
+    try:
+        while run.state.cascade < cfg.cascades and (stop_after is None or ran < stop_after):
+            row = run.iterate()
+            ran += 1
+            save_checkpoint(run.checkpoint_state(), last)
+            _write_record(out, run, "running", command)
+            bar.update(1)
+            bar.set_postfix(c=int(row["cascade"]), loss=f"{row['loss']:.3f}", pool=int(row["pool_size"]))
+            log.info(
+                "cascade %d it %d: loss %.4f W %.4f GP %.4f tau [%.3f, %.3f] synth steps %.1f (%.1fs)",
+                row["cascade"],
+                row["iteration"],
+                row["loss"],
+                row["wasserstein"],
+                row["gp"],
+                row["tau_min"],
+                row["tau_max"],
+                row["synth_mean_steps"],
+                row["time_s"],
+            )
+        status = "completed" if run.state.cascade >= cfg.cascades else "stopped"
+    except NonFiniteLossError:
+        status = "non-finite"
+        raise
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        bar.close()
+        record = _write_record(out, run, status, command)
+    return record

@@ -1,0 +1,223 @@
+"""Positive images for unsupervised WINN (REFERENCE §3.1): uint8 tensors served in [-1, 1].
+
+Sources (all return a :class:`PositiveSource` with ``draw(n, generator)``):
+
+- ``texture``: random ``crop`` x ``crop`` crops of one image file (paper §5.2: 64x64 crops at
+  random positions of a 256x256 texture). The paper does not say how many crops or whether they
+  are pre-extracted; here every draw takes fresh uniform positions (an unbounded set).
+- ``image-folder``: every .png/.jpg/.jpeg/.bmp file of a folder (the released code), read as
+  RGB, resized to ``size`` x ``size`` if it differs.
+- ``celeba``: ``torchvision.datasets.CelebA`` (train split, files under DIR/celeba), centre-cropped
+  to 178x178 (the image width) and resized to ``size`` (paper §5.3 does not say; REFERENCE §6.4).
+- ``mnist``, ``svhn``, ``cifar10``: the training images of :func:`robust_winn.data.load_dataset`,
+  labels dropped (all of them: no validation split is held out).
+
+A finite set is drawn without replacement while it is large enough, with replacement
+otherwise (REFERENCE §3.6 step 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .data import DataUnavailableError, load_dataset, to_model_range
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "UnsupDataset",
+    "PositiveSource",
+    "TextureCrops",
+    "ImageTensorSource",
+    "read_image",
+    "load_positives",
+    "IMAGE_SUFFIXES",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class UnsupDataset(str, Enum):
+    """Names accepted by :func:`load_positives`."""
+
+    TEXTURE = "texture"
+    IMAGE_FOLDER = "image-folder"
+    CELEBA = "celeba"
+    MNIST = "mnist"
+    SVHN = "svhn"
+    CIFAR10 = "cifar10"
+
+
+class PositiveSource:
+    """Something positives are drawn from: ``draw(n, generator)`` -> (n, C, H, W) in [-1, 1]."""
+
+    name: str
+    image_shape: tuple[int, int, int]
+
+    def draw(self, n: int, *, generator: torch.Generator) -> Tensor:
+        """``n`` positives in [-1, 1] (float32, CPU)."""
+        raise TypeError(f"{type(self).__name__} must implement draw()")
+
+    def describe(self) -> dict[str, object]:
+        """JSON-ready summary stored in the run's record."""
+        return {"name": self.name, "image_shape": list(self.image_shape)}
+
+
+class ImageTensorSource(PositiveSource):
+    """A fixed set of uint8 images (N, C, H, W)."""
+
+    def __init__(self, name: str, images: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
+            raise ValueError("images must be a non-empty uint8 (N, C, H, W) tensor")
+        self.name, self.images = name, images
+        c, h, w = images.shape[1:]
+        self.image_shape = (int(c), int(h), int(w))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def draw(self, n: int, *, generator: torch.Generator) -> Tensor:
+        if n <= len(self):
+            idx = torch.randperm(len(self), generator=generator)[:n]
+        else:
+            idx = torch.randint(len(self), (n,), generator=generator)
+        return to_model_range(self.images[idx])
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "size": len(self)}
+
+
+class TextureCrops(PositiveSource):
+    """Random ``crop`` x ``crop`` crops of one uint8 image (C, H, W); fresh positions per draw."""
+
+    def __init__(self, image: Tensor, *, crop: int = 64, name: str = "texture") -> None:
+        if image.dtype != torch.uint8 or image.dim() != 3:
+            raise ValueError("texture image must be a uint8 (C, H, W) tensor")
+        c, h, w = image.shape
+        if h < crop or w < crop:
+            raise ValueError(f"texture image is {h}x{w}, smaller than the {crop}x{crop} crop")
+        self.name, self.image, self.crop = name, image, crop
+        self.image_shape = (int(c), crop, crop)
+
+    def draw(self, n: int, *, generator: torch.Generator) -> Tensor:
+        _, h, w = self.image.shape
+        ys = torch.randint(h - self.crop + 1, (n,), generator=generator)
+        xs = torch.randint(w - self.crop + 1, (n,), generator=generator)
+        ar = torch.arange(self.crop)
+        rows, cols = (ys[:, None] + ar)[:, :, None], (xs[:, None] + ar)[:, None, :]  # (n, p, 1), (n, 1, p)
+        crops = self.image[:, rows, cols].permute(1, 0, 2, 3)  # (n, C, p, p)
+        return to_model_range(crops)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "texture_size": list(self.image.shape[1:]), "crop": self.crop}
+
+
+def read_image(path: str | Path, *, size: int | None = None, channels: int = 3) -> Tensor:
+    """Read an image file as uint8 (C, H, W), RGB (or L when ``channels=1``), resized if asked."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataUnavailableError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB" if channels == 3 else "L")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataUnavailableError(f"cannot read image {path}: {exc}") from exc
+    t = torch.from_numpy(arr.copy())
+    return t.permute(2, 0, 1).contiguous() if t.dim() == 3 else t.unsqueeze(0)
+
+
+def _folder(folder: Path, size: int, limit: int | None) -> ImageTensorSource:
+    if not folder.is_dir():
+        raise DataUnavailableError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataUnavailableError(f"no {'/'.join(IMAGE_SUFFIXES)} files in {folder}")
+    files = files[:limit] if limit else files
+    images = torch.stack([read_image(p, size=size) for p in files])
+    log.info("image-folder: %d images of %dx%d from %s", len(files), size, size, folder)
+    return ImageTensorSource("image-folder", images)
+
+
+def _celeba(root: Path, size: int, download: bool, limit: int | None) -> ImageTensorSource:
+    import torchvision.datasets as tvd
+
+    try:
+        ds = tvd.CelebA(str(root), split="train", target_type=[], download=download)
+    except (RuntimeError, OSError) as exc:
+        raise DataUnavailableError(
+            f"celeba: files missing under {root / 'celeba'} ({exc}); expected torchvision's layout "
+            f"(img_align_celeba/ and list_eval_partition.txt)"
+        ) from exc
+    n = min(len(ds), limit) if limit else len(ds)
+    out = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    for i in range(n):
+        img = torch.from_numpy(np.asarray(ds[i][0].convert("RGB"), dtype=np.uint8).copy())  # (218, 178, 3)
+        img = img.permute(2, 0, 1).float()[None]  # (1, 3, H, W)
+        h, w = img.shape[2:]
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        img = F.interpolate(
+            img[:, :, top : top + s, left : left + s],
+            size=(size, size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        out[i] = img[0].round().clamp(0, 255).to(torch.uint8)
+    return ImageTensorSource("celeba", out)
+
+
+def load_positives(
+    name: UnsupDataset | str,
+    *,
+    image: str | Path | None = None,
+    folder: str | Path | None = None,
+    data_dir: str | Path = "data",
+    size: int = 64,
+    download: bool = False,
+    limit: int | None = None,
+) -> PositiveSource:
+    """Build the positive source of an unsupervised run.
+
+    Args:
+        name: one of :class:`UnsupDataset`.
+        image: texture image file (``texture``).
+        folder: image folder (``image-folder``).
+        data_dir: torchvision root (``celeba``, ``mnist``, ``svhn``, ``cifar10``).
+        size: crop side (``texture``) or image side (``image-folder``, ``celeba``).
+        download: let torchvision download (needs network).
+        limit: keep the first N images of a finite set.
+
+    Raises:
+        ValueError: unknown name or a missing ``image`` / ``folder`` argument.
+        DataUnavailableError: files missing; the message says where they must be.
+    """
+    try:
+        kind = UnsupDataset(name)
+    except ValueError as exc:
+        choices = ", ".join(d.value for d in UnsupDataset)
+        raise ValueError(f"unknown unsupervised dataset {name!r}; choose one of: {choices}") from exc
+    if kind is UnsupDataset.TEXTURE:
+        if image is None:
+            raise ValueError("dataset 'texture' needs an image file (--image FILE)")
+        return TextureCrops(read_image(image), crop=size, name=f"texture:{Path(image).name}")
+    if kind is UnsupDataset.IMAGE_FOLDER:
+        if folder is None:
+            raise ValueError("dataset 'image-folder' needs a folder (--folder DIR)")
+        return _folder(Path(folder), size, limit)
+    if kind is UnsupDataset.CELEBA:
+        return _celeba(Path(data_dir), size, download, limit)
+    splits = load_dataset(kind.value, data_dir=data_dir, download=download, val_size=0, limit_train=limit)
+    return ImageTensorSource(kind.value, splits.train.images)

@@ -1,0 +1,188 @@
+"""Unsupervised WINN trainer (Alg. 1, REFERENCE §3.4-3.6): records, exact resume, cascades."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from robust_winn.checkpoint import load_checkpoint
+from robust_winn.synthesis.ascent import AscentSampler
+from robust_winn.synthesis.cascade import generate, load_chain
+from robust_winn.training.unsupervised import Preset, UnsupConfig, train_unsupervised
+from robust_winn.unsup_data import ImageTensorSource, TextureCrops, load_positives, read_image
+
+BRICK = Path(__file__).resolve().parents[2] / "shared" / "data" / "textures" / "brick.png"
+if not BRICK.is_file():
+    pytest.skip(f"texture {BRICK} not present", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine more threads only contend."""
+    torch.set_num_threads(1)
+
+
+def tiny(out: Path, **kw) -> UnsupConfig:
+    """2 cascades x 2 iterations of 16x16 brick crops; seconds on a CPU."""
+    base = dict(
+        image=str(BRICK),
+        image_size=16,
+        cascades=2,
+        iterations=2,
+        pos_per_step=10,
+        ramp_max=2,
+        k_passes=2,
+        batch_size=10,
+        init_images=20,
+        new_per_iter=10,
+        new_last_iter=20,
+        synth_batch=10,
+        synth_max_steps=3,
+        pool_capacity=60,
+        device="cpu",
+        out=str(out),
+        progress=False,
+    )
+    base.update(kw)
+    return UnsupConfig.preset("quick", **base)
+
+
+def _strip(hist):
+    return [{k: v for k, v in h.items() if k != "time_s"} for h in hist]
+
+
+def test_presets():
+    p = UnsupConfig.preset(Preset.PAPER)
+    assert (p.cascades, p.iterations, p.new_per_iter, p.new_last_iter, p.synth_max_steps, p.k_passes) == (
+        4,
+        100,
+        1000,
+        10_000,
+        2000,
+        3,
+    )
+    assert (p.pos_per_step, p.ramp_max, p.batch_size, p.lr, p.beta1, p.beta2, p.gp_lambda) == (
+        1000,
+        5,
+        50,
+        1e-4,
+        0.0,
+        0.9,
+        10.0,
+    )
+    assert (p.synth_lr, p.synth_beta1, p.synth_beta2, p.synth_batch) == (0.01, 0.9, 0.999, 100)
+    q = UnsupConfig.preset("quick", cascades=1)
+    assert q.cascades == 1 and q.iterations < p.iterations
+    assert UnsupConfig.from_dict(q.to_dict()) == q
+    with pytest.raises(ValueError, match="k_passes"):
+        UnsupConfig.preset("quick", k_passes=0).validate()
+
+
+def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path):
+    full = train_unsupervised(tiny(tmp_path / "full"))
+    assert full["status"] == "completed" and full["cascades_done"] == 2 and full["iterations_run"] == 4
+    hist = full["history"]
+    # ramp min(it+1, ramp_max) * pos_per_step, restarting every cascade; 2 passes of 10-image batches
+    assert [h["n_pos"] for h in hist] == [10, 20, 10, 20]
+    assert [h["critic_steps"] for h in hist] == [2, 4, 2, 4]
+    assert [h["n_new"] for h in hist] == [10, 20, 10, 20]
+    assert [h["pool_size"] for h in hist] == [30, 50, 60, 60]  # 20 init + new, capped at 60
+    assert all(h["tau_min"] <= h["tau_max"] for h in hist)
+    rows = list(csv.DictReader((tmp_path / "full" / "iterations.csv").open()))
+    assert (
+        len(rows) == 4
+        and json.loads((tmp_path / "full" / "record.json").read_text())["status"] == "completed"
+    )
+    ckpt = load_checkpoint(tmp_path / "full" / "checkpoint-last.pt")
+    assert [s["cascade"] for s in ckpt["cascades"]] == [1, 2]
+    assert ckpt["cascades"][1]["tau_max"] == hist[3]["tau_max"]
+    assert ckpt["init_source"].dtype == torch.uint8 and ckpt["init_source"].shape == (20, 3, 16, 16)
+
+    part = train_unsupervised(tiny(tmp_path / "part"), stop_after=3)  # interrupted mid-cascade 2
+    assert part["status"] == "stopped" and part["iterations_run"] == 3
+    resumed = train_unsupervised(tiny(tmp_path / "part"), resume=True)
+    assert resumed["status"] == "completed" and _strip(resumed["history"]) == _strip(hist)
+    a = load_checkpoint(tmp_path / "part" / "checkpoint-last.pt")
+    for key in ("model_state", "init_source"):
+        va, vb = a[key], ckpt[key]
+        if isinstance(va, dict):
+            assert all(torch.equal(va[k], vb[k]) for k in vb)
+        else:
+            assert torch.equal(va, vb)
+    assert all(
+        torch.equal(x, y) for x, y in zip(a["pool_state"]["bufs"], ckpt["pool_state"]["bufs"], strict=True)
+    )
+    for sa, sb in zip(a["cascades"], ckpt["cascades"], strict=True):
+        assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sb["model_state"])
+
+
+def test_resume_errors(tmp_path: Path):
+    from robust_winn.training.supervised import ResumeError
+
+    with pytest.raises(ResumeError, match="no .* to resume"):
+        train_unsupervised(tiny(tmp_path / "none"), resume=True)
+    train_unsupervised(tiny(tmp_path / "r", cascades=1, iterations=1))
+    with pytest.raises(ResumeError, match="arch"):
+        train_unsupervised(tiny(tmp_path / "r", arch="densenet"), resume=True)
+
+
+def test_cascades_chain_in_training_and_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls = []
+    orig = AscentSampler.synthesize
+
+    def spy(self, model, x0, **kw):
+        x, st = orig(self, model, x0, **kw)
+        calls.append((x0.clone(), x.clone(), kw["tau_min"], kw["tau_max"]))
+        return x, st
+
+    monkeypatch.setattr(AscentSampler, "synthesize", spy)
+    train_unsupervised(tiny(tmp_path / "c"))
+    # training: call 2 is cascade 1's last iteration; every start of cascade 2 is one of its outputs
+    last_c1 = calls[1][1]
+    rows = {tuple(r.flatten().tolist()) for r in ((last_c1.clamp(-1, 1) + 1) * 127.5).round()}
+    for start in calls[2][0]:
+        assert tuple(((start + 1) * 127.5).round().flatten().tolist()) in rows
+    calls.clear()
+    ckpt = load_checkpoint(tmp_path / "c" / "checkpoint-last.pt")
+    out, trace = generate(ckpt, 5, return_trace=True)
+    assert len(calls) == 2 and len(trace) == 2 and torch.equal(out, trace[1])
+    assert torch.equal(calls[1][0], trace[0])  # cascade 2 starts from cascade 1's (quantised) samples
+    for (_, _, lo, hi), snap in zip(calls, ckpt["cascades"], strict=True):
+        assert (lo, hi) == (snap["tau_min"], snap["tau_max"])  # each cascade's own tau range
+    one = generate(ckpt, 5, cascades=1)
+    assert torch.equal(one, trace[0]) and out.shape == (5, 3, 16, 16) and out.abs().max() <= 1
+    big = generate(ckpt, 2, size=24, patches_per_step=4, max_steps=2)
+    assert big.shape == (2, 3, 24, 24)
+    with pytest.raises(ValueError, match="1..2"):
+        load_chain(ckpt, 3)
+
+
+def test_positive_sources(tmp_path: Path):
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    tex = load_positives("texture", image=BRICK, size=16)
+    assert isinstance(tex, TextureCrops) and tex.image_shape == (3, 16, 16)
+    x = tex.draw(7, generator=gen)
+    assert x.shape == (7, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    full = read_image(BRICK)  # a crop must be one of the image's 16x16 windows
+    c = ((tex.draw(1, generator=torch.Generator().manual_seed(5))[0] + 1) * 127.5).round().to(torch.uint8)
+    windows = full.unfold(1, 16, 1).unfold(2, 16, 1)  # (C, H', W', 16, 16)
+    assert (windows == c[:, None, None]).flatten(3).all(3).all(0).any()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (20, 20), (80 * i, 0, 0)).save(folder / f"{i}.png")
+    src = load_positives("image-folder", folder=folder, size=16)
+    assert isinstance(src, ImageTensorSource) and len(src) == 3
+    drawn = src.draw(3, generator=gen)  # without replacement: each image once
+    assert sorted(drawn[:, 0, 0, 0].tolist()) == sorted(
+        src.images[:, 0, 0, 0].float().div(127.5).sub(1).tolist()
+    )
+    assert src.draw(5, generator=gen).shape == (5, 3, 16, 16)  # with replacement past the set size
+    with pytest.raises(ValueError, match="choose one of"):
+        load_positives("lsun")
+    with pytest.raises(ValueError, match="--image"):
+        load_positives("texture")
