@@ -1,0 +1,352 @@
+"""Unsupervised WINN commands: ``train-unsupervised``, ``generate``, ``score``.
+
+Thin (DESIGN §1): parse, build an :class:`UnsupConfig`, call one library function. The command
+objects are :data:`train_unsupervised_cmd`, :data:`generate_cmd` and :data:`score_cmd`; the main
+``robust-winn`` group registers them. Bad input ends with one ``Error:`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from .checkpoint import CheckpointError
+from .data import DataUnavailableError
+from .models.appd import InitKind
+from .synthesis.anysize import PatchLayout
+
+__all__ = ["UnsupUsageError", "train_unsupervised_cmd", "generate_cmd", "score_cmd"]
+
+_USER_ERRORS = (DataUnavailableError, CheckpointError, KeyError, ValueError, FileNotFoundError)
+
+
+class UnsupUsageError(click.ClickException):
+    """Bad input: printed as one ``Error:`` line, exit code 2."""
+
+    exit_code = 2
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(msg).split())
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
+    )
+
+
+def _device(name: str) -> torch.device:
+    from .training.supervised import resolve_device
+
+    try:
+        return resolve_device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise click.BadParameter(_one_line(exc), param_hint="'--device'") from exc
+
+
+def _cascades(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    if value == "all":
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        raise click.BadParameter(f"must be 'all' or a positive integer, got {value!r}") from None
+    if k < 1:
+        raise click.BadParameter(f"must be 'all' or a positive integer, got {value!r}")
+    return k
+
+
+_POS = click.IntRange(min=1)
+
+
+@click.command("train-unsupervised")
+@click.option(
+    "--dataset",
+    type=click.Choice(["texture", "image-folder", "celeba", "mnist", "svhn", "cifar10"]),
+    required=True,
+    help="Positives: random crops of one texture image, a folder of images, "
+    "CelebA (centre crop + resize), or the training images of a dataset.",
+)
+@click.option("--image", type=click.Path(dir_okay=False), help="Texture image file (--dataset texture).")
+@click.option("--folder", type=click.Path(file_okay=False), help="Image folder (--dataset image-folder).")
+@click.option(
+    "--data-dir",
+    default="data",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="torchvision root for celeba, mnist, svhn, cifar10.",
+)
+@click.option("--limit", type=_POS, default=None, help="Keep the first N images of a finite dataset.")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=16),
+    default=64,
+    show_default=True,
+    help="Crop side (texture) or image side (image-folder, celeba).",
+)
+@click.option(
+    "--arch",
+    default="critic64",
+    show_default=True,
+    help="Registered network with one output (critic64, wgan_resnet32, densenet, ...) or "
+    "'pkg.module:factory'.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "paper"]),
+    default="quick",
+    show_default=True,
+    help="Budgets: paper = the released code's (4 cascades x 100 iterations, ...); quick = a "
+    "CPU smoke run. Options below override single budgets.",
+)
+@click.option("--cascades", type=_POS, default=None, help="Cascades (WINN-single: 1).")
+@click.option("--iterations", type=_POS, default=None, help="Iterations per cascade.")
+@click.option("--pos-per-step", type=_POS, default=None, help="Ramp unit: min(it+1, ramp)*N positives.")
+@click.option("--ramp-max", type=_POS, default=None, help="Ramp cap (paper 5).")
+@click.option("--k-passes", type=_POS, default=None, help="Passes over each iteration's set (paper 3).")
+@click.option("--init-images", type=_POS, default=None, help="Initial p0 images (paper 10,000).")
+@click.option("--new-per-iter", type=_POS, default=None, help="Pseudo-negatives per iteration (paper 1,000).")
+@click.option("--new-last-iter", type=_POS, default=None, help="... at a cascade's last iteration (10,000).")
+@click.option("--synth-max-steps", type=click.IntRange(min=0), default=None, help="Ascent step cap (2,000).")
+@click.option("--pool-capacity", type=_POS, default=None, help="Most pseudo-negatives kept (FIFO).")
+@click.option(
+    "--init",
+    type=click.Choice([k.value for k in InitKind]),
+    default=None,
+    help="p0: appd (App. D network, default) or gaussian.",
+)
+@click.option("--no-quantize", is_flag=True, help="Keep pseudo-negatives as float32 (code: 8-bit PNGs).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: checkpoint-last.pt, record.json, iterations.csv.",
+)
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint-last.pt exactly.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar (hidden anyway when not a TTY).")
+@click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def train_unsupervised_cmd(
+    preset: str, out: str, resume: bool, no_quantize: bool, no_progress: bool, quiet: bool, **kw: Any
+) -> None:
+    """Train an unsupervised WINN (Algorithm 1 with cascades, paper §3-5)."""
+    from .models import ModelSpecError
+    from .training.supervised import NonFiniteLossError, ResumeError
+    from .training.unsupervised import UnsupConfig, train_unsupervised
+
+    _setup_logging(quiet)
+    _device(kw["device"])
+    if kw["dataset"] == "texture" and not kw["image"]:
+        raise click.UsageError("--dataset texture needs --image FILE")
+    if kw["dataset"] == "image-folder" and not kw["folder"]:
+        raise click.UsageError("--dataset image-folder needs --folder DIR")
+    cfg = UnsupConfig.preset(preset, out=out, quantize=not no_quantize, progress=not no_progress, **kw)
+    cmd = "robust-winn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        record = train_unsupervised(cfg, resume=resume, command=cmd)
+    except NonFiniteLossError as exc:
+        raise click.ClickException(_one_line(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo(f"\nInterrupted. Finished iterations are kept in {out}; continue with --resume.", err=True)
+        sys.exit(130)
+    except (ModelSpecError, ResumeError, *_USER_ERRORS) as exc:
+        raise UnsupUsageError(_one_line(exc)) from exc
+    click.echo(
+        f"unsupervised WINN {cfg.arch} on {record['dataset']['name']}: {record['cascades_done']} cascades, "
+        f"{record['iterations_run']} iterations; wrote {Path(out) / 'checkpoint-last.pt'}"
+    )
+
+
+def _generate(
+    checkpoint: str,
+    n: int,
+    cascades: int | str,
+    size: int | None,
+    seed: int,
+    device: str,
+    max_steps: int | None,
+    **kw: Any,
+) -> torch.Tensor:
+    from .synthesis.cascade import generate
+
+    try:
+        return generate(
+            checkpoint,
+            n,
+            cascades=cascades,
+            size=size,
+            seed=seed,
+            device=_device(device),
+            max_steps=max_steps,
+            **kw,
+        )
+    except (*_USER_ERRORS,) as exc:
+        raise UnsupUsageError(_one_line(exc)) from exc
+
+
+_CKPT = click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="checkpoint-last.pt of an unsupervised run.",
+)
+_CASC = click.option(
+    "--cascades",
+    default="all",
+    show_default=True,
+    callback=_cascades,
+    help="'all' or how many cascades of the chain to run.",
+)
+_COMMON = [
+    click.option("--seed", type=int, default=0, show_default=True, help="Seeds p0 and every tau."),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    click.option(
+        "--max-steps", type=click.IntRange(min=0), default=None, help="Ascent step cap [default: the run's]."
+    ),
+    click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr."),
+]
+
+
+def _common(fn: Any) -> Any:
+    for opt in reversed(_COMMON):
+        fn = opt(fn)
+    return fn
+
+
+@click.command("generate")
+@_CKPT
+@_CASC
+@click.option("--n", type=_POS, default=64, show_default=True, help="Images to generate.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG grid to write.")
+@click.option(
+    "--size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Output side; larger than the training patches uses any-size texture synthesis.",
+)
+@click.option(
+    "--patches-per-step", type=_POS, default=200, show_default=True, help="Any-size: patches per step."
+)
+@click.option(
+    "--layout",
+    type=click.Choice([p.value for p in PatchLayout]),
+    default="torus",
+    show_default=True,
+    help="Any-size patch positions: torus (wrap) or margin (no wrap).",
+)
+@click.option(
+    "--save", type=click.Path(dir_okay=False), default=None, help="Also save the tensor (torch.save)."
+)
+@_common
+def generate_cmd(
+    checkpoint: str,
+    cascades: int | str,
+    n: int,
+    out: str | None,
+    size: int | None,
+    patches_per_step: int,
+    layout: str,
+    save: str | None,
+    seed: int,
+    device: str,
+    max_steps: int | None,
+    quiet: bool,
+) -> None:
+    """Sample images through the cascade chain and write a PNG grid (REFERENCE §3.7, §3.9)."""
+    from .synthesis.cascade import save_grid
+
+    _setup_logging(quiet)
+    if out is None and save is None:
+        raise click.UsageError("give --out GRID.png and/or --save FILE")
+    x = _generate(
+        checkpoint,
+        n,
+        cascades,
+        size,
+        seed,
+        device,
+        max_steps,
+        patches_per_step=patches_per_step,
+        layout=layout,
+    )
+    if out is not None:
+        save_grid(x, out)
+        click.echo(f"wrote {n} images to {out}")
+    if save is not None:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(x, save)
+        click.echo(f"saved tensor {tuple(x.shape)} to {save}")
+
+
+@click.command("score")
+@_CKPT
+@_CASC
+@click.option("--n", type=_POS, default=50_000, show_default=True, help="Images to generate and score.")
+@click.option(
+    "--classifier",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A robust_winn classifier checkpoint: compute the digit score instead of Inception.",
+)
+@click.option(
+    "--inception-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Inception-v3 weight file [default: the torch hub cache].",
+)
+@click.option("--splits", type=_POS, default=10, show_default=True, help="Splits for mean +- std.")
+@click.option("--chunk", type=_POS, default=1000, show_default=True, help="Images generated per chunk.")
+@_common
+def score_cmd(
+    checkpoint: str,
+    cascades: int | str,
+    n: int,
+    classifier: str | None,
+    inception_weights: str | None,
+    splits: int,
+    chunk: int,
+    seed: int,
+    device: str,
+    max_steps: int | None,
+    quiet: bool,
+) -> None:
+    """Inception score (or digit score with --classifier) of N generated images (paper §5.5)."""
+    from .scores import digit_score, inception_score, inception_weights_path
+
+    _setup_logging(quiet)
+    if classifier is not None and inception_weights is not None:
+        raise click.UsageError("give either --classifier or --inception-weights, not both")
+    if splits > n:
+        raise click.BadParameter(f"must be <= --n ({n}), got {splits}", param_hint="'--splits'")
+    try:
+        if classifier is None:
+            inception_weights_path(inception_weights)  # fail before generating anything
+        elif not Path(classifier).is_file():
+            raise CheckpointError(f"checkpoint {classifier} does not exist")
+    except _USER_ERRORS as exc:
+        raise UnsupUsageError(_one_line(exc)) from exc
+    parts = [
+        _generate(checkpoint, min(chunk, n - s), cascades, None, seed + i, device, max_steps)
+        for i, s in enumerate(range(0, n, chunk))
+    ]
+    images = torch.cat(parts)
+    dev = _device(device)
+    try:
+        if classifier is not None:
+            mean, std = digit_score(images, classifier, splits=splits, device=dev)
+            name = "digit score"
+        else:
+            mean, std = inception_score(images, weights=inception_weights, splits=splits, device=dev)
+            name = "Inception score"
+    except _USER_ERRORS as exc:
+        raise UnsupUsageError(_one_line(exc)) from exc
+    click.echo(f"{name} of {n} images: {mean:.3f} +- {std:.3f}")
