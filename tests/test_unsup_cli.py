@@ -114,3 +114,20 @@ def test_bad_input_exits_2_with_one_line(ckpt: Path, tmp_path: Path, monkeypatch
         assert r.exit_code == 2, (args, r.output)
         err = [ln for ln in r.output.splitlines() if ln.startswith("Error:")]
         assert len(err) == 1 and needle in err[0], (args, r.output)
+
+
+def test_score_with_classifier_gives_digit_score(ckpt: Path, tmp_path: Path):
+    from robust_winn.models import Introspective, build_classifier
+
+    torch.manual_seed(0)
+    model = Introspective(build_classifier("vanilla", image_shape=(1, 28, 28), num_classes=10), 10)
+    clf = tmp_path / "clf.pt"
+    meta = {"arch": "vanilla", "kwargs": {}, "image_shape": [1, 28, 28], "num_classes": 10}
+    save_checkpoint({"model": meta, "model_state": model.state_dict()}, clf)
+    args = ["--checkpoint", str(ckpt), "--n", "8", "--chunk", "5", "--splits", "2", "--classifier", str(clf)]
+    r = _run(score_cmd, [*args, "--max-steps", "1", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("digit score of 8 images: ")
+    mean = float(line.split(": ")[1].split(" +- ")[0])
+    assert 1.0 <= mean <= 10.0

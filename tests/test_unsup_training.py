@@ -118,6 +118,31 @@ def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path):
         assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sb["model_state"])
 
 
+def test_ctrl_c_mid_iteration_keeps_last_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    from robust_winn.training import unsupervised as mod
+
+    full = train_unsupervised(tiny(tmp_path / "full", cascades=1, iterations=3))
+    orig, calls = mod._Run.synthesis_step, []
+
+    def interrupt_third(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(mod._Run, "synthesis_step", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_unsupervised(tiny(tmp_path / "int", cascades=1, iterations=3))
+    rec = json.loads((tmp_path / "int" / "record.json").read_text())
+    assert rec["status"] == "interrupted" and rec["iterations_run"] == 2
+    monkeypatch.setattr(mod._Run, "synthesis_step", orig)
+    resumed = train_unsupervised(tiny(tmp_path / "int", cascades=1, iterations=3), resume=True)
+    assert _strip(resumed["history"]) == _strip(full["history"])
+    a = load_checkpoint(tmp_path / "int" / "checkpoint-last.pt")["model_state"]
+    b = load_checkpoint(tmp_path / "full" / "checkpoint-last.pt")["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
 def test_resume_errors(tmp_path: Path):
     from robust_winn.training.supervised import ResumeError
 
