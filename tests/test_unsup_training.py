@@ -151,6 +151,9 @@ def test_resume_errors(tmp_path: Path):
     train_unsupervised(tiny(tmp_path / "r", cascades=1, iterations=1))
     with pytest.raises(ResumeError, match="arch"):
         train_unsupervised(tiny(tmp_path / "r", arch="densenet"), resume=True)
+    train_unsupervised(tiny(tmp_path / "s", cascades=1, iterations=3), stop_after=2)
+    with pytest.raises(ResumeError, match="--iterations 2 is too small"):
+        train_unsupervised(tiny(tmp_path / "s", cascades=1, iterations=2), resume=True)
 
 
 def test_cascades_chain_in_training_and_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

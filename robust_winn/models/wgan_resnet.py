@@ -21,15 +21,24 @@ Choices where WGAN-GP and WINN differ (documented, REFERENCE §6.5 leaves them o
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import register_model
 
-__all__ = ["WganResNetCritic"]
+__all__ = ["Activation", "WganResNetCritic"]
 
-_ACTS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "swish": F.silu}
+
+class Activation(str, Enum):
+    """Nonlinearity of the critic's blocks."""
+
+    RELU = "relu"  # WGAN-GP
+    SWISH = "swish"  # as the 64x64 WINN critic
+
+
+_ACTS: dict[Activation, Callable[[Tensor], Tensor]] = {Activation.RELU: F.relu, Activation.SWISH: F.silu}
 
 
 def _ln(c: int) -> nn.GroupNorm:
@@ -66,12 +75,19 @@ class WganResNetCritic(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int = 3, num_classes: int = 1, width: int = 128, activation: str = "relu"
+        self,
+        *,
+        in_channels: int = 3,
+        num_classes: int = 1,
+        width: int = 128,
+        activation: Activation | str = Activation.RELU,
     ) -> None:
         super().__init__()
-        if activation not in _ACTS:
-            raise ValueError(f"activation must be one of {sorted(_ACTS)}, got {activation!r}")
-        act = _ACTS[activation]
+        try:
+            act = _ACTS[Activation(activation)]
+        except ValueError as exc:
+            choices = ", ".join(a.value for a in Activation)
+            raise ValueError(f"activation must be one of {choices}, got {activation!r}") from exc
         self.act = act
         self.conv_a = nn.Conv2d(in_channels, width, 3, padding=1)
         self.norm_a = _ln(width)

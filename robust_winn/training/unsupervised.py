@@ -137,6 +137,11 @@ class _Run:
                 f"checkpoint images are {ckpt['model']['image_shape']}, "
                 f"the data gives {list(self.source.image_shape)}"
             )
+        if int(ckpt["iteration"]) >= self.cfg.iterations:
+            raise ResumeError(
+                f"checkpoint stopped at iteration {int(ckpt['iteration']) + 1} of a cascade; "
+                f"--iterations {self.cfg.iterations} is too small to continue it"
+            )
         self.model.load_state_dict(ckpt["model_state"])
         self.opt.load_state_dict(ckpt["optimizer_state"])
         self.pool.load_state_dict(ckpt["pool_state"])
