@@ -355,3 +355,38 @@ def _register_attack_command() -> None:
 
 
 _register_attack_command()
+
+
+@reproduce.command("ablations")
+@click.option("--variant", "variants", multiple=True,
+              type=click.Choice(["default", "alpha0.1", "cap1000", "epochs30"]),
+              default=("default", "alpha0.1", "cap1000", "epochs30"), show_default=True,
+              help="WINN variants (repeatable): the Table 2/3 setting, alpha x10, synthesis cap x5, "
+                   "epochs x2. Each is paired with the baseline of the same seed and epochs.")
+@click.option("--seeds", default="0,1,2", show_default=True, callback=_seeds, help="Seeds.")
+@click.option("--dataset", default="mnist", show_default=True, help="mnist, or sample (smoke run).")
+@click.option("--data-dir", default="data", show_default=True, help="Dataset root.")
+@click.option("--runs-root", default="runs", show_default=True,
+              help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant>.")
+@click.option("--out", "out_dir", default="results", show_default=True, help="Table folder.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N].")
+@click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only.")
+@click.option("--limit-test", type=click.IntRange(min=1), default=None,
+              help="Attack only the first N test images.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
+    """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
+    from .ablations import DEFAULT_VARIANTS, AblationSpec, run_ablations
+
+    _setup_logging(False)
+    spec = AblationSpec(
+        variants=[v for v in DEFAULT_VARIANTS if v.name in variants], seeds=kw["seeds"],
+        dataset=kw["dataset"], data_dir=kw["data_dir"], runs_dir=kw["runs_root"],
+        device=kw["device"], limit_test=kw["limit_test"], progress=not kw["no_progress"],
+        extra={"limit_train": kw["limit_train"]} if kw["limit_train"] else {},
+    )
+    try:
+        run_ablations(spec, out_dir=kw["out_dir"], command=_command_line())
+    except USER_ERRORS as exc:
+        raise UserError(_message(exc)) from exc
+    click.echo((Path(kw["out_dir"]) / "ablations.md").read_text())

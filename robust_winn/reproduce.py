@@ -27,7 +27,9 @@ from .training import resolve_device, train
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GridSpec", "PAPER_TABLE2", "run_grid", "reproduce_table2", "run_dir"]
+__all__ = [
+    "GridSpec", "PAPER_TABLE2", "mean_std", "reproduce_table2", "run_dir", "run_grid", "train_or_reuse",
+]
 
 # Paper Table 2, test error in percent.
 PAPER_TABLE2: dict[tuple[str, str, str], float] = {
@@ -74,7 +76,8 @@ def _row_status(spec: GridSpec, dataset: str, arch: str) -> str | None:
     return None
 
 
-def _train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
+def train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
+    """Reuse a finished run with the same config, resume a shorter one, or train afresh."""
     out = Path(cfg.out)
     rec_path = out / "record.json"
     if rec_path.exists():
@@ -111,15 +114,17 @@ def run_grid(spec: GridSpec, command: str) -> list[dict[str, Any]]:
                         synthesis=SynthesisConfig(max_steps=spec.synth_max_steps),
                     )
                     cfg = replace(cfg, **spec.extra)
-                    entry["records"][seed] = _train_or_reuse(cfg, command)
+                    entry["records"][seed] = train_or_reuse(cfg, command)
             results.append(entry)
     return results
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample std of the values that are not None (std 0 for one value)."""
+    vals = [v for v in values if v is not None]
+    if not vals:
         return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
 def table2_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
@@ -129,8 +134,8 @@ def table2_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
         recs = e["records"]
         at_val = [100 * r["test_error_at_best_val"] for r in recs.values()]
         min_test = [100 * r["min_test_error"] for r in recs.values()]
-        m, s = _mean_std(at_val)
-        mm, ms = _mean_std(min_test)
+        m, s = mean_std(at_val)
+        mm, ms = mean_std(min_test)
         rows.append({
             "dataset": e["dataset"], "arch": e["arch"], "method": e["method"],
             "paper_error_pct": PAPER_TABLE2.get((e["dataset"], e["arch"], e["method"])),

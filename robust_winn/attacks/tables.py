@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,14 +22,16 @@ import torch
 
 from ..checkpoint import load_classifier, versions
 from ..data import load_dataset
-from ..reproduce import NO_GPU, GridSpec, run_dir, run_grid
+from ..reproduce import NO_GPU, GridSpec, mean_std, run_dir, run_grid
 from ..training import resolve_device
 from .harness import evaluate
 from .registry import parse_attack
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAPER_TABLE3", "PAPER_TABLE4", "reproduce_table3", "reproduce_table4"]
+__all__ = [
+    "PAPER_TABLE3", "PAPER_TABLE4", "PGD_MNIST", "reproduce_table3", "reproduce_table4", "seed_numbers",
+]
 
 METRICS = ("baseline_adv_error", "winn_adv_error", "correction_by_winn", "correction_by_baseline")
 # Paper Tab. 3 / Tab. 4 (FGSM), percent, in the order of METRICS.
@@ -39,7 +40,7 @@ PAPER_TABLE4 = {"resnet32": (29.29, 19.53, 74.39, 51.37)}
 PGD_MNIST = "pgd:steps=40,alpha=0.01"  # Madry et al. 2018's MNIST step count and size
 
 
-def _seed_numbers(record: dict[str, Any], attack: str) -> dict[str, float | None]:
+def seed_numbers(record: dict[str, Any], attack: str) -> dict[str, float | None]:
     """The four Table-3 numbers (percent) of one seed from one harness record."""
     white = {r["source"]: r for r in record["results"]
              if r["attack"] == attack and r["type"] == "white-box"}
@@ -56,13 +57,6 @@ def _seed_numbers(record: dict[str, Any], attack: str) -> dict[str, float | None
         "correction_by_winn": pct(corr["baseline"]["correction_rate"]),
         "correction_by_baseline": pct(corr["winn"]["correction_rate"]),
     }
-
-
-def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None, None
-    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
 def _attack_seed(
@@ -102,13 +96,13 @@ def _reproduce(
                                    limit_test=limit_test, batch_size=batch_size)
                 warnings += [f"{arch} seed {seed}: {w}" for w in rec["warnings"]]
                 for a in attacks:
-                    nums = {"seed": seed, **_seed_numbers(rec, a)}
+                    nums = {"seed": seed, **seed_numbers(rec, a)}
                     seeds[a].append(nums)
                     per_seed.append({"arch": arch, "attack": a, "eps": eps, **nums})
         for a in attacks:
             row: dict[str, Any] = {"dataset": dataset, "arch": arch, "attack": a, "eps": eps}
             for key in ("baseline_clean_error", "winn_clean_error", *METRICS):
-                row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([s[key] for s in seeds[a]])
+                row[f"{key}_mean"], row[f"{key}_std"] = mean_std([s[key] for s in seeds[a]])
             ref = paper.get(arch) if a == "fgsm" else None
             for key, value in zip(METRICS, ref or (None,) * 4, strict=True):
                 row[f"paper_{key}"] = value

@@ -1,0 +1,168 @@
+"""Ablations of WINN's robustness claim (issue 3): does the effect appear, and under what budget?
+
+Each variant changes one knob of the WINN run of Table 2/3 (alpha, synthesis budget, epochs,
+architecture); every variant is trained for several seeds, paired with the cross-entropy
+baseline of the same seed, architecture and epochs, and both best-validation checkpoints are
+attacked with FGSM (the paper's attack) and PGD. Baselines and the default WINN runs are
+shared with Tables 2-3 (``runs/table2``); variants live in ``runs/ablations/<variant>``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .attacks.harness import evaluate
+from .attacks.registry import parse_attack
+from .attacks.tables import PGD_MNIST, seed_numbers
+from .checkpoint import load_classifier, versions
+from .config import Method, SynthesisConfig, TrainConfig
+from .data import load_dataset
+from .reproduce import mean_std, train_or_reuse
+from .training import resolve_device
+
+__all__ = ["Variant", "DEFAULT_VARIANTS", "run_ablations"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One WINN setting: overrides of the Table 2 defaults."""
+
+    name: str
+    alpha: float = 0.01
+    synth_max_steps: int = 200
+    epochs: int = 15
+    arch: str = "vanilla"
+    notes: str = ""
+
+    def is_default(self) -> bool:
+        return (self.alpha, self.synth_max_steps, self.epochs) == (0.01, 200, 15)
+
+
+DEFAULT_VARIANTS: tuple[Variant, ...] = (
+    Variant("default", notes="Table 2/3 setting: alpha 0.01, cap 200, 15 epochs"),
+    Variant("alpha0.1", alpha=0.1, notes="10x the paper's WINN weight"),
+    Variant("cap1000", synth_max_steps=1000, notes="5x the synthesis budget"),
+    Variant("epochs30", epochs=30, notes="2x the epochs"),
+)
+
+
+@dataclass
+class AblationSpec:
+    """Where and how the ablation grid runs."""
+
+    variants: Sequence[Variant] = DEFAULT_VARIANTS
+    seeds: Sequence[int] = (0, 1, 2)
+    dataset: str = "mnist"
+    data_dir: str = "data"
+    runs_dir: str = "runs"
+    device: str = "auto"
+    eps: float = 0.125
+    attacks: Sequence[str] = ("fgsm", PGD_MNIST)
+    limit_test: int | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig overrides
+
+
+def _config(spec: AblationSpec, v: Variant, method: Method, seed: int) -> TrainConfig:
+    shared = method is Method.BASELINE or v.is_default()
+    base = v.epochs == 15 and shared
+    folder = (Path(spec.runs_dir) / "table2") if base else (
+        Path(spec.runs_dir) / "ablations" / (f"baseline-e{v.epochs}" if shared else v.name))
+    alpha = 0.01 if method is Method.BASELINE else v.alpha
+    cap = 200 if method is Method.BASELINE else v.synth_max_steps
+    cfg = TrainConfig(
+        dataset=spec.dataset, data_dir=spec.data_dir, arch=v.arch, method=method,
+        epochs=v.epochs, seed=seed, device=spec.device, alpha=alpha, progress=spec.progress,
+        out=str(folder / f"{spec.dataset}-{v.arch}-{method.value}-s{seed}"),
+        synthesis=SynthesisConfig(max_steps=cap),
+    )
+    return replace(cfg, **spec.extra)
+
+
+def run_ablations(spec: AblationSpec, *, out_dir: str | Path, command: str) -> pd.DataFrame:
+    """Train (or reuse) every variant x seed with its baseline, attack both, write the table."""
+    t0 = time.perf_counter()
+    dev = resolve_device(spec.device)
+    attacks = [parse_attack(a).label for a in spec.attacks]
+    data = load_dataset(spec.dataset, data_dir=spec.data_dir, limit_test=spec.limit_test)
+    rows, per_seed, warnings = [], [], []
+    for v in spec.variants:
+        nums: dict[str, list[dict[str, Any]]] = {a: [] for a in attacks}
+        train_s = 0.0
+        for seed in spec.seeds:
+            models = {}
+            for method in (Method.BASELINE, Method.WINN):
+                cfg = _config(spec, v, method, seed)
+                rec = train_or_reuse(cfg, command)
+                train_s += rec["wall_time_s"] if method is Method.WINN else 0.0
+                models[method.value], _ = load_classifier(Path(cfg.out) / "checkpoint-best.pt", dev)
+            record = evaluate(models, dataset=data, attacks=attacks, eps=[spec.eps], device=dev,
+                              seed=seed)
+            warnings += [f"{v.name} seed {seed}: {w}" for w in record["warnings"]]
+            for a in attacks:
+                n = {"seed": seed, **seed_numbers(record, a)}
+                nums[a].append(n)
+                per_seed.append({"variant": v.name, "attack": a, **n})
+        for a in attacks:
+            row: dict[str, Any] = {
+                "variant": v.name, "alpha": v.alpha, "synth_max_steps": v.synth_max_steps,
+                "epochs": v.epochs, "arch": v.arch, "attack": a, "eps": spec.eps,
+            }
+            for key in nums[a][0]:
+                if key != "seed":
+                    row[f"{key}_mean"], row[f"{key}_std"] = mean_std([n[key] for n in nums[a]])
+            row["winn_train_min_per_seed"] = train_s / 60 / len(spec.seeds)
+            row["notes"] = v.notes
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    _write(df, pd.DataFrame(per_seed), Path(out_dir), {
+        "command": command, "seeds": list(spec.seeds), "eps": spec.eps, "device": str(dev),
+        "threads": torch.get_num_threads(), "versions": versions(),
+        "date": time.strftime("%Y-%m-%d"), "wall_time_s": time.perf_counter() - t0,
+        "warnings": warnings, "limit_test": spec.limit_test,
+    })
+    return df
+
+
+def _fmt(m: Any, s: Any) -> str:
+    return "-" if m is None or pd.isna(m) else f"{m:.2f} ± {s:.2f}"
+
+
+def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "ablations.csv", index=False)
+    seeds.to_csv(out / "ablations-seeds.csv", index=False)
+    (out / "ablations.json").write_text(json.dumps({**meta, "rows": df.to_dict("records")},
+                                                   indent=2, default=str))
+    keys = ("baseline_clean_error", "winn_clean_error", "baseline_adv_error", "winn_adv_error",
+            "correction_by_winn", "correction_by_baseline")
+    lines = [
+        "# Ablations: WINN vs baseline under FGSM and PGD (%), mean ± std over seeds",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Seeds: {meta['seeds']}; eps = {meta['eps']} ([0, 1] units); test images: "
+        f"{meta['limit_test'] or 'all'}; device: {meta['device']} ({meta['threads']} threads); "
+        f"date: {meta['date']}; wall time of this command: {meta['wall_time_s'] / 60:.1f} min  ",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
+        "",
+        "| variant | alpha | synth cap | epochs | attack | clean err. baseline | clean err. WINN | "
+        "adv. err. baseline | adv. err. WINN | correction by WINN | correction by baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in df.to_dict("records"):
+        cells = " | ".join(_fmt(r[f"{k}_mean"], r[f"{k}_std"]) for k in keys)
+        lines.append(f"| {r['variant']} | {r['alpha']} | {r['synth_max_steps']} | {r['epochs']} | "
+                     f"{r['attack']} | {cells} |")
+    lines += ["", "Paper (Table 3, vanilla, FGSM, 200 epochs, cap 2000): adv. error 32.41 "
+              "(baseline) vs 7.99 (WINN); correction 90.00 by WINN, 46.93 by baseline."]
+    if meta["warnings"]:
+        lines += ["", "Sanity warnings:", ""] + [f"- {w}" for w in meta["warnings"]]
+    (out / "ablations.md").write_text("\n".join(lines) + "\n")
