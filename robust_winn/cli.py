@@ -49,6 +49,28 @@ class _Group(click.Group):
             sys.exit(rv if isinstance(rv, int) else 0)
         return rv
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        """``train --mode unsupervised ...`` runs ``train-unsupervised ...`` (paper §4, Alg. 1)."""
+        if args and args[0] == "train":
+            mode, rest = _pop_mode(args[1:])
+            if mode == "unsupervised":
+                return super().resolve_command(ctx, ["train-unsupervised", *rest])
+            if mode not in (None, "supervised"):
+                raise click.BadParameter(f"must be 'supervised' or 'unsupervised', got {mode!r}",
+                                         ctx=ctx, param_hint="'--mode'")
+            args = ["train", *rest]
+        return super().resolve_command(ctx, args)
+
+
+def _pop_mode(args: list[str]) -> tuple[str | None, list[str]]:
+    """Take ``--mode X`` / ``--mode=X`` out of a train command line."""
+    for i, a in enumerate(args):
+        if a == "--mode" and i + 1 < len(args):
+            return args[i + 1], args[:i] + args[i + 2:]
+        if a.startswith("--mode="):
+            return a.split("=", 1)[1], args[:i] + args[i + 1:]
+    return None, list(args)
+
 
 def _message(exc: BaseException) -> str:
     return exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -154,7 +176,11 @@ def _config(kw: dict[str, Any], out: str) -> TrainConfig:
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/checkpoint-last.pt (exactly: RNG, optimizer and pool restored).")
 def train(out: str, resume: bool, **kw: Any) -> None:
-    """Train a classifier by cross-entropy (baseline) or WINN (paper §5.6)."""
+    """Train a classifier by cross-entropy (baseline) or WINN (paper §5.6).
+
+    `--mode unsupervised` trains a WINN generator instead and takes the options of
+    `robust-winn train-unsupervised --help` (paper §4, Algorithm 1).
+    """
     from .models import ModelSpecError
     from .training import NonFiniteLossError, ResumeError
     from .training import train as run_train
@@ -348,13 +374,15 @@ def reproduce_table4_cmd(**kw: Any) -> None:
     click.echo((Path(kw["out_dir"]) / "table4.md").read_text())
 
 
-def _register_attack_command() -> None:
+def _register_commands() -> None:
     from .cli_attack import attack
+    from .cli_unsup import generate_cmd, score_cmd, train_unsupervised_cmd
 
-    main.add_command(attack)
+    for cmd in (attack, train_unsupervised_cmd, generate_cmd, score_cmd):
+        main.add_command(cmd)
 
 
-_register_attack_command()
+_register_commands()
 
 
 @reproduce.command("ablations")

@@ -63,6 +63,14 @@ def test_bad_input_gives_one_error_line_and_exit_2(args, message, tmp_path: Path
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.output
 
 
+def test_train_mode_must_be_supervised_or_unsupervised(tmp_path: Path):
+    r = CliRunner().invoke(main, ["train", "--mode", "both", *TINY, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "'--mode'" in r.output, r.output
+    r = CliRunner().invoke(main, ["train", "--mode=supervised", *TINY, "--epochs", "-1",
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "-1 is not in the range" in r.output, r.output  # reached `train`
+
+
 def test_unreadable_checkpoint_on_resume(tmp_path: Path):
     out = tmp_path / "o"
     out.mkdir()

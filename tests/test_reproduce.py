@@ -41,7 +41,8 @@ def test_ablations_share_baselines_and_tabulate(tmp_path: Path):
     spec = AblationSpec(variants=variants, seeds=(0,), dataset="sample", runs_dir=str(tmp_path / "runs"),
                         device="cpu", limit_test=50, progress=False, extra={"limit_train": 100})
     df = run_ablations(spec, out_dir=tmp_path / "res", command="test")
-    assert set(df.variant) == {"tiny", "tiny-alpha"} and {a.split(":")[0] for a in df.attack} == {"fgsm", "pgd"}
+    assert set(df.variant) == {"tiny", "tiny-alpha"}
+    assert {a.split(":")[0] for a in df.attack} == {"fgsm", "pgd"}
     assert (df.baseline_adv_error_mean >= df.baseline_clean_error_mean).all()
     assert (df.winn_adv_error_mean >= df.winn_clean_error_mean).all()
     # both variants are paired with the very same baseline run (same seed and epochs)

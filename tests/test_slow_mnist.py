@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA
+
 from robust_winn.config import SynthesisConfig, TrainConfig
 from robust_winn.training import train
 

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from robust_winn.checkpoint import save_checkpoint
+from robust_winn.cli import main
 from robust_winn.cli_unsup import generate_cmd, score_cmd, train_unsupervised_cmd
 
 BRICK = Path(__file__).resolve().parents[2] / "shared" / "data" / "textures" / "brick.png"
@@ -24,7 +25,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-cascade texture checkpoint made by the CLI itself."""
+    """A 2-cascade texture checkpoint made by the CLI itself, through `train --mode unsupervised`."""
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("tex")
     img = folder / "tex.png"
@@ -33,8 +34,8 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     else:  # a synthetic stripe texture keeps the CLI tests independent of the shared data
         Image.fromarray((torch.arange(64).remainder(8) * 30).byte().repeat(64, 1).numpy()).save(img)
     out = folder / "run"
-    r = CliRunner().invoke(train_unsupervised_cmd, ["--dataset", "texture", "--image", str(img), *TINY,
-                                                    "--out", str(out)])  # fmt: skip
+    r = CliRunner().invoke(main, ["train", "--mode", "unsupervised", "--dataset", "texture", "--image",
+                                  str(img), *TINY, "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "2 cascades, 2 iterations" in r.output
     return out / "checkpoint-last.pt"

@@ -1,6 +1,6 @@
 """Classifier architectures, the registry, and the introspective (critic-head) wrapper."""
 
-from . import resnet, vanilla  # noqa: F401  (register built-ins)
+from . import critic64, densenet, resnet, vanilla, wgan_resnet  # noqa: F401  (register built-ins)
 from .introspective import Introspective
 from .registry import (
     ModelSpecError,

@@ -52,7 +52,7 @@ def list_models() -> dict[str, str]:
 
 
 def _ensure_builtins() -> None:
-    from . import resnet, vanilla  # noqa: F401  (registration side effect)
+    from . import critic64, densenet, resnet, vanilla, wgan_resnet  # noqa: F401  (registration)
 
 
 def _import_factory(spec: str) -> Callable[..., nn.Module]:
