@@ -1,0 +1,363 @@
+"""WGAN-GP with any registered critic, and the paper's Figure 3 comparison (§4.1 / §5.3; REFERENCE §3.8).
+
+Figure 3 asks whether a GAN discriminator is itself a generator: the critic of a WGAN-GP
+(Gulrajani et al. 2017) is trained with its generator, then images are synthesised *from the
+critic alone* by the same gradient ascent WINN samples with, and compared with the ascent on a
+WINN-single critic of the same architecture.
+
+Trainer (:func:`train_wgan_gp`), WGAN-GP's algorithm 1:
+
+- per generator iteration, ``n_critic`` (5) critic steps minimising
+  mean f(G(z)) - mean f(x+) + lambda * GP (lambda 10, the penalty of :mod:`robust_winn.losses`),
+  then one generator step minimising -mean f(G(z)); both Adam(1e-4, betas (0, 0.9));
+- positives come from :func:`robust_winn.unsup_data.load_positives` (textures, folders, CelebA,
+  MNIST, ...), exactly as for the unsupervised WINN;
+- the critic is any registered network with one output (``build_critic``: critic64,
+  wgan_resnet32, densenet, or ``pkg.module:factory``);
+- the generator (:class:`DCGANGenerator`) is the DCGAN one of WGAN-GP's ``gan_64x64.py``:
+  Linear -> BN -> ReLU, then stride-2 4x4 transposed convolutions with BN + ReLU, tanh output.
+  BatchNorm always uses batch statistics (as tflib does), so no running statistics are kept.
+- the ascent threshold range is computed as the WINN trainer does it (REFERENCE §3.6 step 3):
+  after each of the last ``tau_window`` critic updates the batch mean of f over that step's
+  positives is re-evaluated, and its min and max are kept (100 = the length of WINN's last pass
+  at n+ = 5,000).
+
+Figure 3 itself (the ascent on this critic next to WINN-single's) is
+:func:`robust_winn.figure3.figure3_comparison`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, versions
+from ..losses import gradient_penalty, wasserstein_loss
+from ..synthesis.ascent import critic_fn
+from ..synthesis.cascade import build_critic
+from ..unsup_data import PositiveSource, load_positives
+from .supervised import NonFiniteLossError, resolve_device
+from .unsup_config import Preset
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METHOD",
+    "WganGpConfig",
+    "DCGANGenerator",
+    "critic_step",
+    "train_wgan_gp",
+    "save_wgan_gp",
+    "load_wgan_gp",
+]
+
+METHOD = "wgan-gp"
+
+
+@dataclass
+class WganGpConfig:
+    """Everything one WGAN-GP run depends on (defaults: Gulrajani et al.'s settings)."""
+
+    dataset: str = "texture"  # texture | image-folder | celeba | mnist | svhn | cifar10
+    image: str | None = None  # texture image file
+    folder: str | None = None  # image-folder folder
+    data_dir: str = "data"  # torchvision root (celeba, mnist, svhn, cifar10)
+    download: bool = False  # let torchvision download (needs network)
+    limit: int | None = None  # keep the first N images of a finite dataset
+    image_size: int = 64  # crop / resize side (textures, folders, celeba)
+    arch: str = "critic64"  # critic: registered network with one output, or "pkg.module:factory"
+    z_dim: int = 128  # generator latent size
+    gen_width: int = 64  # generator width of the last hidden layer (DCGAN: 64 -> 512 at 4x4)
+    iterations: int = 100_000  # generator iterations (WGAN-GP CIFAR ResNet: 100k)
+    n_critic: int = 5  # critic steps per generator step
+    batch_size: int = 64  # positives (and fakes) per step
+    lr: float = 1e-4  # Adam lr, critic and generator
+    beta1: float = 0.0  # Adam beta1
+    beta2: float = 0.9  # Adam beta2
+    gp_lambda: float = 10.0  # gradient-penalty weight
+    tau_window: int = 100  # last critic updates whose f+ batch means give [tau_min, tau_max]
+    seed: int = 0  # seeds everything
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out: str = "runs/wgan_gp"  # output folder
+    progress: bool = True  # tqdm progress bar (off anyway when not a TTY)
+
+    @classmethod
+    def preset(cls, name: Preset | str, **overrides: Any) -> WganGpConfig:
+        """``paper`` (the defaults) or ``quick`` (20 iterations of batch 32: minutes on a CPU)."""
+        base: dict[str, Any] = {}
+        if Preset(name) is Preset.QUICK:
+            base = dict(iterations=20, batch_size=32)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        for name in (
+            "z_dim",
+            "gen_width",
+            "iterations",
+            "n_critic",
+            "batch_size",
+            "tau_window",
+            "image_size",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON- and weights_only-safe dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WganGpConfig:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _n_up(size: int) -> int:
+    """Stride-2 up-samplings from a side >= 4 to ``size`` (at most 4, as DCGAN's 4 -> 64)."""
+    n = 0
+    while n < 4 and size % 2 ** (n + 1) == 0 and size // 2 ** (n + 1) >= 4:
+        n += 1
+    return n
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN generator of WGAN-GP: z (N, z_dim) -> images (N, C, S, S) in [-1, 1] (tanh).
+
+    For S = 64 and width 64: Linear -> 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x64 -> 64x64xC.
+    Other sizes start at S / 2^k (k <= 4 up-samplings, start side >= 4; 28 -> 7x7 -> 14 -> 28).
+
+    Args:
+        z_dim: latent size.
+        out_channels: image channels C.
+        image_size: output side S.
+        width: channels of the last hidden layer (doubling towards the input).
+    """
+
+    def __init__(
+        self, *, z_dim: int = 128, out_channels: int = 3, image_size: int = 64, width: int = 64
+    ) -> None:
+        super().__init__()
+        self.z_dim, self.image_size, self.out_channels = z_dim, image_size, out_channels
+        n = _n_up(image_size)
+        self.start = image_size >> n
+        widths = [width * 2 ** (n - 1 - i) for i in range(n)] if n else [width]  # hidden channels
+        self.fc = nn.Linear(z_dim, widths[0] * self.start**2)
+        self.bn0 = nn.BatchNorm2d(widths[0], track_running_stats=False)
+        ups: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            ups += [
+                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1),
+                nn.BatchNorm2d(c_out, track_running_stats=False),
+                nn.ReLU(),
+            ]
+        last = (
+            nn.ConvTranspose2d(widths[-1], out_channels, 4, stride=2, padding=1)
+            if n
+            else nn.Conv2d(widths[-1], out_channels, 3, padding=1)
+        )
+        self.body = nn.Sequential(*ups, last)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.fc(z).view(z.shape[0], -1, self.start, self.start)  # (N, c0, s0, s0)
+        h = torch.relu(self.bn0(h))
+        return torch.tanh(self.body(h))  # (N, C, S, S)
+
+    def sample(self, n: int, *, generator: torch.Generator) -> Tensor:
+        """``n`` images from z ~ N(0, I) drawn with the CPU ``generator`` (no gradient)."""
+        dev = self.fc.weight.device
+        z = torch.randn(n, self.z_dim, generator=generator).to(dev)
+        with torch.no_grad():
+            return self(z)
+
+
+def critic_step(
+    f: Callable[[Tensor], Tensor],
+    opt: torch.optim.Optimizer,
+    x_pos: Tensor,
+    x_neg: Tensor,
+    *,
+    gp_lambda: float = 10.0,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One critic update on mean f(x-) - mean f(x+) + lambda * GP (WGAN-GP Alg. 1; REFERENCE §3.4).
+
+    Returns:
+        {"loss", "wasserstein", "gp"} before the update.
+
+    Raises:
+        NonFiniteLossError: the loss is NaN or infinite (no update is made).
+    """
+    f_all = f(torch.cat([x_pos, x_neg]))  # (2B,)
+    w = wasserstein_loss(f_all[: x_pos.shape[0]], f_all[x_pos.shape[0] :])
+    gp = gradient_penalty(f, x_pos, x_neg, generator=generator)
+    loss = w + gp_lambda * gp
+    if not torch.isfinite(loss.detach()):
+        raise NonFiniteLossError(f"non-finite WGAN-GP critic loss ({loss.item()}); try a lower --lr")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {"loss": float(loss.detach()), "wasserstein": float(w.detach()), "gp": float(gp.detach())}
+
+
+def save_wgan_gp(
+    path: str | Path,
+    critic: nn.Module,
+    gen: DCGANGenerator,
+    cfg: WganGpConfig,
+    *,
+    image_shape: tuple[int, int, int],
+    tau: tuple[float, float],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write critic, generator, config and tau range with the atomic :func:`save_checkpoint`."""
+    state = {
+        "method": METHOD,
+        "model": {"arch": cfg.arch, "kwargs": {}, "image_shape": list(image_shape), "num_outputs": 1},
+        "generator": {"z_dim": gen.z_dim, "width": cfg.gen_width, "image_size": gen.image_size},
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "seed": cfg.seed,
+        "tau_min": float(tau[0]),
+        "tau_max": float(tau[1]),
+        "critic_state": {k: v.detach().cpu() for k, v in critic.state_dict().items()},
+        "generator_state": {k: v.detach().cpu() for k, v in gen.state_dict().items()},
+        **(extra or {}),
+    }
+    save_checkpoint(state, path)
+
+
+def load_wgan_gp(
+    checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, DCGANGenerator, dict[str, Any]]:
+    """Rebuild (critic, generator, checkpoint dict) from a WGAN-GP checkpoint, in eval mode."""
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    if ckpt.get("method") != METHOD:
+        raise CheckpointError(f"not a WGAN-GP checkpoint (method {ckpt.get('method')!r})")
+    shape = tuple(int(s) for s in ckpt["model"]["image_shape"])
+    critic = build_critic(ckpt["model"]["arch"], shape, **ckpt["model"].get("kwargs", {}))
+    critic.load_state_dict(ckpt["critic_state"])
+    g = ckpt["generator"]
+    gen = DCGANGenerator(
+        z_dim=g["z_dim"], out_channels=shape[0], image_size=g["image_size"], width=g["width"]
+    )
+    gen.load_state_dict(ckpt["generator_state"])
+    return critic.to(device).eval(), gen.to(device).eval(), ckpt
+
+
+def train_wgan_gp(
+    cfg: WganGpConfig, *, source: PositiveSource | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Train WGAN-GP; write ``cfg.out/checkpoint-last.pt`` and ``record.json`` (REFERENCE §3.8).
+
+    Args:
+        cfg: the run's configuration (:meth:`WganGpConfig.preset` for budgets).
+        source: positives to use instead of loading ``cfg.dataset``.
+        command: command line stored in the record.
+
+    Returns:
+        The record written to ``cfg.out/record.json``.
+
+    Raises:
+        NonFiniteLossError: the critic loss diverged.
+        DataUnavailableError, ModelSpecError, ValueError: bad input.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    if source is None:
+        source = load_positives(
+            cfg.dataset,
+            image=cfg.image,
+            folder=cfg.folder,
+            data_dir=cfg.data_dir,
+            size=cfg.image_size,
+            download=cfg.download,
+            limit=cfg.limit,
+        )
+    shape = source.image_shape
+    torch.manual_seed(cfg.seed)
+    critic = build_critic(cfg.arch, shape).to(device)
+    gen = DCGANGenerator(z_dim=cfg.z_dim, out_channels=shape[0], image_size=shape[1], width=cfg.gen_width)
+    gen = gen.to(device)
+    f = critic_fn(critic)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    rng = torch.Generator().manual_seed(cfg.seed + 1)
+    tau_from = cfg.iterations * cfg.n_critic - cfg.tau_window  # first critic step of the tau window
+    f_min, f_max, step = float("inf"), float("-inf"), 0
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=cfg.iterations, desc="WGAN-GP", disable=None if cfg.progress else True, file=sys.stderr)
+    t_start = time.perf_counter()
+    critic.train()
+    gen.train()
+    for it in range(cfg.iterations):
+        t0 = time.perf_counter()
+        sums = {"loss": 0.0, "wasserstein": 0.0, "gp": 0.0}
+        for _ in range(cfg.n_critic):
+            xp = source.draw(cfg.batch_size, generator=rng).to(device)  # (B, C, H, W)
+            xn = gen.sample(cfg.batch_size, generator=rng)  # (B, C, H, W), no gradient to G
+            for k, v in critic_step(f, opt_d, xp, xn, gp_lambda=cfg.gp_lambda, generator=rng).items():
+                sums[k] += v / cfg.n_critic
+            if step >= tau_from:  # f+ batch mean after the update, as the WINN trainer does
+                with torch.no_grad():
+                    fp = float(f(xp).mean())
+                f_min, f_max = min(f_min, fp), max(f_max, fp)
+            step += 1
+        critic.requires_grad_(False)
+        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(device)
+        g_loss = -f(gen(z)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        critic.requires_grad_(True)
+        row = {"iteration": float(it + 1), **sums, "gen_loss": float(g_loss.detach())}
+        row["time_s"] = time.perf_counter() - t0
+        history.append(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", g=f"{row['gen_loss']:.3f}")
+        log.debug(
+            "WGAN-GP it %d: critic loss %.4f GP %.4f gen loss %.4f",
+            it + 1,
+            row["loss"],
+            row["gp"],
+            row["gen_loss"],
+        )
+    bar.close()
+    wall = time.perf_counter() - t_start
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {"history": history, "wall_time_s": wall, "dataset": source.describe()}
+    save_wgan_gp(
+        out / "checkpoint-last.pt", critic, gen, cfg, image_shape=shape, tau=(f_min, f_max), extra=extra
+    )
+    record = {
+        "command": command,
+        "status": "completed",
+        "method": METHOD,
+        "config": cfg.to_dict(),
+        "dataset": source.describe(),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "critic_steps": step,
+        "tau_min": f_min,
+        "tau_max": f_max,
+        "wall_time_s": wall,
+        "history": history,
+    }
+    (out / "record.json").write_text(json.dumps(record, indent=2))
+    log.info("WGAN-GP: %d iterations in %.1fs, tau [%.4f, %.4f]", cfg.iterations, wall, f_min, f_max)
+    return record
