@@ -1,0 +1,113 @@
+"""Unsupervised WINN runs that fit 2 CPU cores (issue 4 §9): a texture model, a 256x256 texture
+grown from it, and a digit generator scored offline with the digit score.
+
+Every step is a `robust-winn` command; the commands, wall times, versions and scores go to
+results/unsupervised/record.json and README.md next to the PNG grids. The digit score uses a
+robust_winn MNIST classifier (default: the Table 2 baseline, seed 0), and is given beside the
+same score on real MNIST test images and on the initial distribution p0 (ascent capped at 0
+steps), so that the generator's number can be read.
+
+Usage: python benchmarks/unsupervised.py [--data-dir ../shared/data] [--texture brick]
+       [--classifier runs/table2/mnist-vanilla-baseline-s0/checkpoint-best.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from click.testing import CliRunner
+
+from robust_winn.checkpoint import versions
+from robust_winn.cli import main as cli
+from robust_winn.data import load_dataset
+from robust_winn.scores import digit_score
+
+
+def run(cmd: list[str], log: list[dict[str, Any]]) -> str:
+    """Run one robust-winn command in-process; stop on failure; log command and wall time."""
+    t0 = time.perf_counter()
+    r = CliRunner().invoke(cli, cmd, catch_exceptions=False)
+    secs = time.perf_counter() - t0
+    line = "robust-winn " + " ".join(shlex.quote(c) for c in cmd)
+    print(f"[{secs:7.1f}s] {line}\n{r.output.strip()}")
+    if r.exit_code != 0:
+        raise SystemExit(f"command failed ({r.exit_code}): {line}")
+    log.append({"command": line, "wall_time_s": round(secs, 1), "output": r.output.strip()[-2000:]})
+    return r.output
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="../shared/data", help="holds MNIST/ and textures/")
+    ap.add_argument("--texture", default="brick", help="textures/<name>.png")
+    ap.add_argument("--classifier", default="runs/table2/mnist-vanilla-baseline-s0/checkpoint-best.pt",
+                    help="robust_winn MNIST classifier for the digit score")
+    ap.add_argument("--runs", default="runs/unsup", help="training folders")
+    ap.add_argument("--out", default="results/unsupervised", help="grids, record.json, README.md")
+    ap.add_argument("--tex-iterations", type=int, default=4, help="texture: iterations per cascade")
+    ap.add_argument("--tex-steps", type=int, default=60, help="texture: ascent step cap")
+    ap.add_argument("--digit-iterations", type=int, default=6, help="digits: iterations per cascade")
+    ap.add_argument("--digit-steps", type=int, default=200, help="digits: ascent step cap")
+    ap.add_argument("--score-n", type=int, default=1000, help="images per digit score")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    out, runs = Path(args.out), Path(args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    log: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    tex = runs / args.texture
+    image = str(Path(args.data_dir) / "textures" / f"{args.texture}.png")
+    run(["train", "--mode", "unsupervised", "--dataset", "texture", "--image", image, "--preset", "quick",
+         "--cascades", "2", "--iterations", str(args.tex_iterations), "--synth-max-steps",
+         str(args.tex_steps), "--device", args.device, "--no-progress", "--out", str(tex)], log)
+    ck = str(tex / "checkpoint-last.pt")
+    run(["generate", "--checkpoint", ck, "--n", "16", "--device", args.device,
+         "--out", str(out / f"{args.texture}-64.png")], log)
+    run(["generate", "--checkpoint", ck, "--n", "1", "--size", "256", "--device", args.device,
+         "--out", str(out / f"{args.texture}-256.png")], log)
+
+    dig = runs / "mnist"
+    run(["train", "--mode", "unsupervised", "--dataset", "mnist", "--data-dir", args.data_dir,
+         "--arch", "vanilla", "--preset", "quick", "--cascades", "2", "--iterations",
+         str(args.digit_iterations), "--synth-max-steps", str(args.digit_steps), "--device", args.device,
+         "--no-progress", "--out", str(dig)], log)
+    ck = str(dig / "checkpoint-last.pt")
+    run(["generate", "--checkpoint", ck, "--n", "64", "--device", args.device,
+         "--out", str(out / "mnist-digits.png")], log)
+    scores: dict[str, Any] = {}
+    for name, extra in (("generator", []), ("p0_no_ascent", ["--max-steps", "0"])):
+        text = run(["score", "--checkpoint", ck, "--n", str(args.score_n), "--classifier", args.classifier,
+                    "--device", args.device, *extra], log)
+        scores[name] = text.strip().splitlines()[-1]
+    test = load_dataset("mnist", data_dir=args.data_dir).test
+    real = next(test.batches(args.score_n))[0]
+    m, s = digit_score(real, args.classifier, device=args.device)
+    scores["real_mnist_test"] = f"digit score {m:.3f} +- {s:.3f} (first {args.score_n} test images)"
+
+    record = {"steps": log, "digit_scores": scores, "versions": versions(), "device": args.device,
+              "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
+              "wall_time_s": round(time.perf_counter() - t0, 1),
+              "script": "python benchmarks/unsupervised.py " + " ".join(
+                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())}
+    (out / "record.json").write_text(json.dumps(record, indent=2))
+    lines = ["# Unsupervised WINN on 2 CPU cores (issue 4): texture, 256x256 texture, digits", "",
+             f"Made by `{record['script']}` on {record['date']} ({args.device}, {record['threads']} "
+             f"threads, {record['wall_time_s'] / 60:.1f} min). Versions: "
+             + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), "", "| step | wall time |",
+             "|---|---|"]
+    lines += [f"| `{s['command']}` | {s['wall_time_s']:.0f} s |" for s in log]
+    lines += ["", "Digit scores (Inception-score formula with the MNIST classifier, 10 splits):", ""]
+    lines += [f"- {k}: {v}" for k, v in scores.items()]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
