@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ..data import DataSplits, ImageSet, load_dataset
 from ..metrics import correction_rates, error_rate, worst_case_error, wrong_mask
 from ..models import ModelSpecError
+from ..training.distributed import all_gather_cat, all_gather_objects, current, shard_bounds
 from .registry import AttackSpec, build_attack, check_eps, parse_attack
 from .sanity import run_sanity_checks, zero_gradient_warnings
 
@@ -74,6 +75,14 @@ class _Data:
             self.n = int(self._x.shape[0])
         if self.n == 0:
             raise ValueError("the test set is empty")
+
+    def restrict(self, start: int, stop: int) -> None:
+        """Keep rows [start, stop) only (one rank's share of a distributed evaluation)."""
+        if self._set is not None:
+            self._set = self._set.subset(slice(start, stop))
+        else:
+            self._x, self._y = self._x[start:stop], self._y[start:stop]
+        self.n = stop - start
 
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         if self._set is not None:
@@ -139,6 +148,11 @@ def evaluate(
 
     Paper §5.6, Tables 3-4; REFERENCE §2 (FGSM, adversarial error, correction rates).
 
+    Under an initialised torch.distributed process group each rank attacks a contiguous share
+    of the test set and the per-example outcomes are all-gathered in the original order, so
+    every rank returns the record of a single-process run (exactly so for deterministic
+    attacks; random starts are drawn per rank).
+
     Args:
         models: one classifier, or ``{name: classifier}``; each maps [-1, 1] images to (N, K)
             logits. Models are moved to ``device``, put in eval mode for the run, and their
@@ -177,6 +191,11 @@ def evaluate(
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     data = _Data(dataset, data_dir=data_dir, limit=limit)
+    ctx = current()
+    if ctx.enabled:
+        if data.n < ctx.world_size:
+            raise ValueError(f"{data.n} test images cannot be shared by {ctx.world_size} processes")
+        data.restrict(*shard_bounds(data.n, ctx))
     dev = _resolve_device(device, next(iter(named.values())))
     warnings: list[str] = []
     if getattr(data, "input_range_note", False):
@@ -193,6 +212,8 @@ def evaluate(
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             raw = _run(named, data, specs, eps_list, batch_size, dev, seed, warnings)
+        if ctx.enabled:
+            raw = _gather(raw, warnings)
     finally:
         for n, m in named.items():
             m.train(modes[n])
@@ -264,6 +285,21 @@ def _run(
         "zero_img": dict(zero_img),
         "zero_px": dict(zero_px),
         "pixels_per_image": pixels,
+    }
+
+
+def _gather(raw: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """Join every rank's per-example outcomes (rank order = test-set order) and counts."""
+    counts = all_gather_objects((raw["zero_img"], raw["zero_px"], list(warnings)))
+    for *_, ws in counts:
+        warnings.extend(w for w in ws if w not in warnings)  # type: ignore[attr-defined]
+    return {
+        "labels": all_gather_cat(raw["labels"]),
+        "clean": {k: all_gather_cat(v) for k, v in raw["clean"].items()},
+        "adv": {k: all_gather_cat(v) for k, v in raw["adv"].items()},
+        "zero_img": {k: sum(c[0][k] for c in counts) for k in raw["zero_img"]},  # type: ignore[index]
+        "zero_px": {k: sum(c[1][k] for c in counts) for k in raw["zero_px"]},  # type: ignore[index]
+        "pixels_per_image": raw["pixels_per_image"],
     }
 
 
