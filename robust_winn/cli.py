@@ -9,6 +9,7 @@ after the last finished epoch's checkpoint has been kept.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -196,6 +197,8 @@ def train(out: str, resume: bool, **kw: Any) -> None:
         sys.exit(130)
     except (ModelSpecError, ResumeError, *USER_ERRORS) as exc:
         raise UserError(_message(exc)) from exc
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     tb = record["test_error_at_best_val"]
     click.echo(
         f"{cfg.method.value} {cfg.arch} on {cfg.dataset}: {record['epochs_run']} epochs, "

@@ -450,7 +450,8 @@ def _train(
                 if improved:
                     save_checkpoint(state, out / "checkpoint-best.pt")
             _write_record(out, run, "running", command, device)
-            log.info(
+            log.log(
+                logging.INFO if ctx.is_main else logging.DEBUG,
                 "epoch %d/%d  loss %.4f  val %.2f%%  test %.2f%%  (%.1fs)", st.epoch, cfg.epochs,
                 metrics["loss"], 100 * val, 100 * test, row["epoch_time_s"],
             )
