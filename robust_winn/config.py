@@ -42,6 +42,26 @@ class SynthesisConfig:
     pool_dtype: str = "float32"  # "float32" (exact) or "uint8" (quantised like the PNG original)
 
 
+class Precision(str, Enum):
+    """Arithmetic of the classifier's forward passes (training/fastpaths.py)."""
+
+    FLOAT32 = "float32"  # everything in float32 (the only choice on CPU)
+    BF16 = "bf16"  # bf16 autocast for the classifier forward passes, on CUDA only
+
+
+@dataclass
+class FastPathConfig:
+    """Optional GPU fast paths (DESIGN §4); none changes what is computed, only how fast.
+
+    What was asked for here and what the device allowed are both written to record.json.
+    """
+
+    precision: Precision = Precision.FLOAT32  # bf16 falls back to float32 off CUDA
+    channels_last: bool = False  # model and image batches in torch.channels_last
+    compile: bool = False  # torch.compile the classifier (eager if it fails)
+    pin_memory: bool | None = None  # pinned, non-blocking host->GPU copies; None: on for CUDA
+
+
 @dataclass
 class TrainConfig:
     """Everything one supervised training run depends on."""
@@ -67,19 +87,23 @@ class TrainConfig:
     eval_batch_size: int = 1000  # batch size for validation/test error
     out: str = "runs/run"  # output folder (checkpoints, record.json, epochs.csv)
     progress: bool = True  # tqdm progress bars
+    fast: FastPathConfig = field(default_factory=FastPathConfig)  # GPU fast paths (off by default)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON- and weights_only-safe dict (enums as their values)."""
         d = asdict(self)
         d["method"] = Method(self.method).value
         d["synthesis"]["stop_rule"] = StopRule(self.synthesis.stop_rule).value
+        d["fast"]["precision"] = Precision(self.fast.precision).value
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; a dict without ``fast`` (older runs) gets the defaults."""
         d = dict(d)
         syn = dict(d.pop("synthesis", {}))
         syn["stop_rule"] = StopRule(syn.get("stop_rule", StopRule.BATCH_MEAN.value))
+        fast = dict(d.pop("fast", {}))
+        fast["precision"] = Precision(fast.get("precision", Precision.FLOAT32.value))
         d["method"] = Method(d.get("method", Method.WINN.value))
-        return cls(synthesis=SynthesisConfig(**syn), **d)
+        return cls(synthesis=SynthesisConfig(**syn), fast=FastPathConfig(**fast), **d)

@@ -82,7 +82,8 @@ def train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
     rec_path = out / "record.json"
     if rec_path.exists():
         rec = json.loads(rec_path.read_text())
-        same = {k: v for k, v in rec["config"].items() if k not in ("epochs", "progress", "out")} == {
+        had = TrainConfig.from_dict(rec["config"]).to_dict()  # older records: default fast paths
+        same = {k: v for k, v in had.items() if k not in ("epochs", "progress", "out")} == {
             k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "progress", "out")
         }
         if same and rec["status"] == "completed" and rec["epochs_run"] == cfg.epochs:

@@ -13,6 +13,9 @@ Under torchrun (WORLD_SIZE > 1, see :mod:`.distributed`) each global batch is sp
 ranks and gradients are all-reduced; each rank synthesizes its share of every class and the
 new pseudo-negatives are all-gathered, so the pool is identical on every rank; rank 0 alone
 writes checkpoints and records. The record's ``cost`` counts what the run spent per phase.
+
+Optional GPU fast paths (bf16 autocast, channels_last, torch.compile, pinned copies) live in
+:mod:`.fastpaths`; the record's ``fast_paths`` says which were asked for and which were used.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from .distributed import (
     shard_bounds,
     sharded_batches,
 )
+from .fastpaths import FastPaths
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +134,8 @@ class _Run:
         torch.manual_seed(cfg.seed)
         clf = build_classifier(cfg.arch, image_shape=data.image_shape, num_classes=data.num_classes)
         self.model = Introspective(clf, data.num_classes).to(device)
+        self.fast = FastPaths(cfg.fast, device, announce=ctx.is_main)
+        self.fwd = self.fast.prepare(self.model)  # forward passes (the model itself by default)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # data order, pool, eps, tau, z
         # Distributed: self.gen (same on every rank) draws order, tau and z; each rank draws its
@@ -218,7 +224,7 @@ class _Run:
         _sync(dev)
         t0 = time.perf_counter()
         for x, y, share in bar:
-            x, y = x.to(dev), y.to(dev)
+            x, y = self.fast.batch(x), self.fast.batch(y)
             terms = self._step(x, y)  # local means, in `names` order (+ f_pos_mean for WINN)
             if ctx.enabled:  # global means; every rank now holds the global batch's gradient
                 terms = all_reduce_grads_(params, share, terms).cpu()
@@ -250,13 +256,14 @@ class _Run:
         if x.shape[0] == 0:  # a global batch smaller than the world leaves some ranks idle
             return torch.zeros(n_terms, dtype=torch.float64)
         if self.method is Method.BASELINE:
-            loss = cross_entropy(self.model(x), y)
+            loss = cross_entropy(self.fwd(x), y)
             values = [loss]
         else:
             assert self.pool is not None
-            x_neg = self.pool.sample(y.cpu(), generator=self.local_gen).to(self.device)
-            logits, f = self.model.logits_and_critic(torch.cat([x, x_neg]))  # (2N, K), (2N,)
+            x_neg = self.fast.batch(self.pool.sample(y.cpu(), generator=self.local_gen))
+            logits, f = self.fwd.logits_and_critic(torch.cat([x, x_neg]))  # (2N, K), (2N,) fp32
             n = x.shape[0]
+            # GP through the plain model: float32, eager, outside autocast (see .fastpaths)
             gp = gradient_penalty(self.model.critic, x, x_neg, generator=self.local_gen)
             out = winn_supervised_loss(
                 logits[:n], f[:n], f[n:], gp, y, alpha=self.cfg.alpha, gp_lambda=self.cfg.gp_lambda
@@ -276,11 +283,11 @@ class _Run:
         targets = torch.arange(k).repeat_interleave(s.per_class)  # (K * per_class,)
         _sync(self.device)
         t0 = time.perf_counter()
-        x0 = self.init_gen.sample(targets.numel(), generator=self.gen)
+        x0 = self.fast.batch(self.init_gen.sample(targets.numel(), generator=self.gen))
         if self.ctx.enabled:
             x, stats = self._synthesize_sharded(x0, targets, taus)
         else:
-            x, stats = self.sampler.synthesize(self.model, x0, targets.to(self.device), targets, taus)
+            x, stats = self.sampler.synthesize(self.fwd, x0, targets.to(self.device), targets, taus)
         self.pool.add(x, targets)
         _sync(self.device)
         dt = time.perf_counter() - t0
@@ -313,7 +320,7 @@ class _Run:
 
         mine = share(ctx.rank)
         x_mine, st = self.sampler.synthesize(
-            self.model, x0[mine], targets[mine].to(self.device), targets[mine], taus
+            self.fwd, x0[mine], targets[mine].to(self.device), targets[mine], taus
         )
         order = torch.cat([share(r) for r in range(ctx.world_size)])
         x = torch.empty_like(x0)
@@ -365,6 +372,7 @@ def _write_record(
         "min_test_error": min((h["test_error"] for h in hist), default=None),
         "final_test_error": hist[-1]["test_error"] if hist else None,
         "world_size": run.ctx.world_size,
+        "fast_paths": run.fast.record(),
         "cost": {**st.cost, "gpu_s": gpu_s},
         "history": hist,
     }
