@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from .checkpoint import CheckpointError
-from .config import Method, StopRule, SynthesisConfig, TrainConfig
+from .config import FastPathConfig, Method, Precision, StopRule, SynthesisConfig, TrainConfig
 from .data import DataUnavailableError
 
 USER_ERRORS = (DataUnavailableError, CheckpointError, KeyError, ValueError)
@@ -145,6 +145,17 @@ def _train_options(fn: Any) -> Any:
                      show_default=True, help="Most pseudo-negatives kept per class (FIFO past that)."),
         click.option("--pool-dtype", type=click.Choice(["float32", "uint8"]), default="float32",
                      show_default=True, help="Pool storage: exact float32 or 4x smaller uint8."),
+        click.option("--precision", type=click.Choice([p.value for p in Precision]),
+                     default=Precision.FLOAT32.value, show_default=True,
+                     help="bf16: classifier forward passes under bf16 autocast (CUDA only; "
+                          "GP, thresholds and losses stay float32). Falls back to float32 off CUDA."),
+        click.option("--channels-last/--no-channels-last", default=False, show_default=True,
+                     help="Model and image batches in channels_last memory format."),
+        click.option("--compile/--no-compile", "compile_model", default=False, show_default=True,
+                     help="torch.compile the classifier forward (not the GP); eager if it fails."),
+        click.option("--pin-memory/--no-pin-memory", default=None,
+                     help="Pinned host memory and non-blocking copies of batches "
+                          "[default: on with CUDA; ignored on CPU]."),
         click.option("--no-progress", is_flag=True,
                      help="Hide progress bars (hidden anyway when not a TTY)."),
         click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr."),
@@ -167,6 +178,10 @@ def _config(kw: dict[str, Any], out: str) -> TrainConfig:
         batch_size=kw["batch_size"], lr=kw["lr"], alpha=kw["alpha"], gp_lambda=kw["gp_lambda"],
         synthesis=syn, seed=kw["seed"], device=kw["device"], out=out,
         progress=not kw["no_progress"],
+        fast=FastPathConfig(
+            precision=Precision(kw["precision"]), channels_last=kw["channels_last"],
+            compile=kw["compile_model"], pin_memory=kw["pin_memory"],
+        ),
     )
 
 
