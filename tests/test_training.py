@@ -97,6 +97,7 @@ def test_baseline_learns_and_leaves_critic_head_untouched(tiny_cfg: TrainConfig)
     rec = train(cfg)
     errs = [h["test_error"] for h in rec["history"]]
     assert errs[-1] < 0.5  # chance is 0.9
+    assert all(h["ce"] == h["loss"] > 0 for h in rec["history"])  # the baseline's loss is its CE
     state = load_checkpoint(Path(cfg.out) / "checkpoint-last.pt")
     assert state["pool_state"] is None
 

@@ -257,7 +257,7 @@ class _Run:
             return torch.zeros(n_terms, dtype=torch.float64)
         if self.method is Method.BASELINE:
             loss = cross_entropy(self.fwd(x), y)
-            values = [loss]
+            values = [loss, loss]  # total = CE: one entry per name, as long as n_terms
         else:
             assert self.pool is not None
             x_neg = self.fast.batch(self.pool.sample(y.cpu(), generator=self.local_gen))
