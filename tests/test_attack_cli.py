@@ -160,3 +160,17 @@ def test_reproduce_table3_smoke(tmp_path) -> None:
     # a second call reuses the finished runs (their record.json exists) and gives the same table
     again = reproduce_table3(tmp_path / "out2", **kw)
     assert again.iloc[0]["baseline_adv_error_mean"] == vanilla["baseline_adv_error_mean"]
+
+
+def test_reproduce_table4_without_svhn_marks_row_and_keeps_seed_header(tmp_path) -> None:
+    """No SVHN files: the row says why it was not run, the paper's numbers stay, and the
+    per-seed CSV still has its header (an empty file would read as a crash)."""
+    from robust_winn.attacks.tables import SEED_COLUMNS, reproduce_table4
+
+    df = reproduce_table4(tmp_path / "out", data_dir=str(tmp_path / "no-data"),
+                          runs_dir=str(tmp_path / "runs"), device="cpu", progress=False,
+                          command="pytest")
+    assert list(df["status"]) == ["not run here (data unavailable offline)"]
+    assert df.iloc[0]["paper_baseline_adv_error"] == 29.29
+    header = (tmp_path / "out" / "table4-seeds.csv").read_text().splitlines()[0]
+    assert header.split(",") == list(SEED_COLUMNS)

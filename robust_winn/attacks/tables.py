@@ -37,6 +37,10 @@ METRICS = ("baseline_adv_error", "winn_adv_error", "correction_by_winn", "correc
 # Paper Tab. 3 / Tab. 4 (FGSM), percent, in the order of METRICS.
 PAPER_TABLE3 = {"vanilla": (32.41, 7.99, 90.00, 46.93), "resnet32": (11.28, 2.05, 89.68, 43.69)}
 PAPER_TABLE4 = {"resnet32": (29.29, 19.53, 74.39, 51.37)}
+# Columns of TABLE-seeds.csv: one row per (arch, attack, seed); the header is written even when
+# no row was run, so that a reader of e.g. table4-seeds.csv sees what would be there.
+SEED_COLUMNS = ("arch", "attack", "eps", "seed", "baseline_clean_error", "winn_clean_error",
+                *METRICS)
 PGD_MNIST = "pgd:steps=40,alpha=0.01"  # Madry et al. 2018's MNIST step count and size
 
 
@@ -118,7 +122,7 @@ def _reproduce(
         "versions": versions(), "date": time.strftime("%Y-%m-%d"),
         "wall_time_s": time.perf_counter() - t0, "warnings": warnings,
     }
-    _write(name, df, pd.DataFrame(per_seed), meta, out_dir)
+    _write(name, df, pd.DataFrame(per_seed, columns=list(SEED_COLUMNS)), meta, out_dir)
     return df
 
 
