@@ -69,9 +69,20 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def _map_location(map_location: str | torch.device) -> str | torch.device:
+    """``"auto"`` (the CLI's default device) -> ``"cuda"`` when available, else ``"cpu"``."""
+    if map_location == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return map_location
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; clear errors for anything else."""
+    """Read a checkpoint with ``weights_only=True``; clear errors for anything else.
+
+    ``map_location`` is any ``torch.load`` location or ``"auto"``.
+    """
     path = Path(path)
+    map_location = _map_location(map_location)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -101,6 +112,7 @@ def load_classifier(
     """
     from .models import Introspective, build_classifier
 
+    map_location = _map_location(map_location)
     state = load_checkpoint(path, map_location)
     meta = state["model"]
     clf = build_classifier(

@@ -54,21 +54,23 @@ def quickstart(out: str | Path = "runs/quickstart", *, device: str = "cpu", seed
     the baseline (lower is better for WINN).
     """
     from .attacks.harness import evaluate
+    from .training.supervised import resolve_device
 
+    dev = resolve_device(device)
     out = Path(out)
     records: dict[str, dict[str, Any]] = {}
     models = {}
     for method in (Method.BASELINE, Method.WINN):
         cfg = TrainConfig(
-            dataset="sample", method=method, epochs=QUICK["epochs"], seed=seed, device=device,
+            dataset="sample", method=method, epochs=QUICK["epochs"], seed=seed, device=str(dev),
             out=str(out / method.value), progress=progress,
             synthesis=SynthesisConfig(max_steps=QUICK["synth_max_steps"],
                                       per_class=QUICK["synth_per_class"]),
         )
         records[method.value] = train(cfg, command=command)
-        models[method.value], _ = load_classifier(out / method.value / "checkpoint-best.pt", device)
+        models[method.value], _ = load_classifier(out / method.value / "checkpoint-best.pt", dev)
     attack = evaluate(models, dataset="sample", attacks=list(QUICK["attacks"]),
-                      eps=[QUICK["eps"]], device=device, seed=seed)
+                      eps=[QUICK["eps"]], device=dev, seed=seed)
     table = summary_table(records, attack)
     out.mkdir(parents=True, exist_ok=True)
     (out / "attack-record.json").write_text(json.dumps(attack, indent=2, default=str))
