@@ -140,10 +140,16 @@ def train_unsupervised_cmd(
 ) -> None:
     """Train an unsupervised WINN (Algorithm 1 with cascades, paper §3-5)."""
     from .models import ModelSpecError
+    from .training.distributed import launched_by_torchrun
     from .training.supervised import NonFiniteLossError, ResumeError
     from .training.unsupervised import UnsupConfig, train_unsupervised
 
     _setup_logging(quiet)
+    if launched_by_torchrun():  # every rank would train alone and all write to one --out
+        raise UnsupUsageError(
+            "unsupervised training runs in one process; under torchrun (WORLD_SIZE > 1) only "
+            "supervised `robust-winn train` and `robust-winn attack` are distributed"
+        )
     _device(kw["device"])
     if kw["dataset"] == "texture" and not kw["image"]:
         raise click.UsageError("--dataset texture needs --image FILE")

@@ -132,3 +132,15 @@ def test_score_with_classifier_gives_digit_score(ckpt: Path, tmp_path: Path):
     assert line.startswith("digit score of 8 images: ")
     mean = float(line.split(": ")[1].split(" +- ")[0])
     assert 1.0 <= mean <= 10.0
+
+
+def test_unsupervised_training_refuses_a_multi_process_launch(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """Under torchrun every rank would train alone and write to the same --out: refuse."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--mode", "unsupervised", "--dataset", "mnist",
+                                       "--out", str(out)])
+    assert result.exit_code == 2
+    assert "unsupervised training runs in one process" in result.output
+    assert not out.exists()
