@@ -110,6 +110,8 @@ def test_distributed_evaluate_matches_single_process(tmp_path: Path):
         assert rec["n"] == single["n"] == 50
         for key in ("models", "results", "correction", "worst_case", "curves"):
             assert rec[key] == single[key], key
+        for key in ("forward_images", "adversarial_images"):  # summed over the two ranks
+            assert rec["cost"][key] == single["cost"][key], key
 
 
 @pytest.mark.slow

@@ -172,7 +172,10 @@ def evaluate(
         A JSON-ready record: ``models`` (clean error, gradient statistics), ``results`` (one row
         per source, attack, eps, scorer: white-box or transfer error), ``correction`` (one row per
         referee, other model, attack, eps: N, N_A, N_AB, adversarial error, correction rate),
-        ``worst_case``, ``curves`` (error vs eps, eps 0 = clean) and ``warnings``.
+        ``worst_case``, ``curves`` (error vs eps, eps 0 = clean), ``warnings`` and ``cost``
+        (seconds of the clean pass, of each attack and of scoring; images forwarded through
+        each model, attacks' own passes included; adversarial images made; ``gpu_s`` on CUDA;
+        summed over ranks in a distributed run).
 
     Raises:
         KeyError: unknown attack or dataset. ValueError: eps outside [0, 1], bad data.
@@ -208,21 +211,44 @@ def evaluate(
                              f"afterwards)"])
         m.to(dev).eval()
     cuda = [dev] if dev.type == "cuda" else []
+    counter = _ForwardCounter(named)
     try:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             raw = _run(named, data, specs, eps_list, batch_size, dev, seed, warnings)
+        raw["cost"]["forward_images"] = dict(counter.images)
         if ctx.enabled:
             raw = _gather(raw, warnings)
     finally:
+        counter.close()
         for n, m in named.items():
             m.train(modes[n])
     record = _summarise(named, specs, eps_list, raw, warnings, tolerance)
+    wall = time.perf_counter() - t0
+    gpu_s = wall * ctx.world_size if dev.type == "cuda" else None
     record.update(
         dataset=data.name, n=raw["labels"].numel(), batch_size=batch_size, device=str(dev),
-        seed=seed, eps=eps_list, wall_time_s=time.perf_counter() - t0,
+        seed=seed, eps=eps_list, wall_time_s=wall, cost={**raw["cost"], "gpu_s": gpu_s},
     )
     return record
+
+
+class _ForwardCounter:
+    """Counts the images each model forwards: the harness's own passes and the attacks'."""
+
+    def __init__(self, named: dict[str, nn.Module]) -> None:
+        self.images: dict[str, int] = dict.fromkeys(named, 0)
+        self._hooks = [m.register_forward_pre_hook(self._hook(n)) for n, m in named.items()]
+
+    def _hook(self, name: str) -> Any:
+        def count(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            if args and isinstance(args[0], Tensor):
+                self.images[name] += int(args[0].shape[0])
+        return count
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
 
 
 def _run(
@@ -239,7 +265,10 @@ def _run(
     outside = 0.0
     pixels = 0
     num_classes = data.num_classes
+    times: dict[str, float] = defaultdict(float)  # seconds: clean pass, each attack, scoring
+    attacked = 0  # adversarial images made (all sources, attacks, eps > 0)
     for x, y in data.batches(batch_size):
+        t = time.perf_counter()
         x, y = x.to(dev), y.to(dev)  # (B, C, H, W) in [-1, 1], (B,)
         pixels = x[0].numel()
         labels.append(y.cpu())
@@ -254,13 +283,16 @@ def _run(
             zero_img[name] += int(zero.all(1).sum())
             zero_px[name] += int(zero.sum())
             clean[name].append(logits.detach().argmax(1).cpu())
+        times["clean_time_s"] += time.perf_counter() - t
         for src, m in named.items():
             for spec in specs:
                 for e in eps_list:
                     key = (src, spec.label, e)
+                    t = time.perf_counter()
                     if e == 0:
                         x_adv = x
                     else:
+                        attacked += x.shape[0]
                         if key not in built:
                             built[key] = build_attack(
                                 spec, m, eps=e, num_classes=num_classes,
@@ -272,9 +304,12 @@ def _run(
                         dist = ((x_adv - x).abs() / 2).amax().item() - e
                         rng = max(x_adv.max().item() - 1.0, -1.0 - x_adv.min().item()) / 2
                         outside = max(outside, dist, rng)
+                    t1 = time.perf_counter()
+                    times[f"attack_time_s:{spec.label}"] += t1 - t
                     with torch.no_grad():
                         for scorer, ms in named.items():
                             adv[(src, spec.label, e, scorer)].append(ms(x_adv).argmax(1).cpu())
+                    times["score_time_s"] += time.perf_counter() - t1
     if outside > 1e-5:
         _warn(warnings, [f"some adversarial examples leave the eps-ball or [0, 1] by {outside:.2e} "
                          f"(attack bug)"])
@@ -285,13 +320,14 @@ def _run(
         "zero_img": dict(zero_img),
         "zero_px": dict(zero_px),
         "pixels_per_image": pixels,
+        "cost": {**times, "adversarial_images": attacked},
     }
 
 
 def _gather(raw: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """Join every rank's per-example outcomes (rank order = test-set order) and counts."""
-    counts = all_gather_objects((raw["zero_img"], raw["zero_px"], list(warnings)))
-    for *_, ws in counts:
+    counts = all_gather_objects((raw["zero_img"], raw["zero_px"], list(warnings), raw["cost"]))
+    for _, _, ws, _ in counts:
         warnings.extend(w for w in ws if w not in warnings)  # type: ignore[attr-defined]
     return {
         "labels": all_gather_cat(raw["labels"]),
@@ -300,7 +336,22 @@ def _gather(raw: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         "zero_img": {k: sum(c[0][k] for c in counts) for k in raw["zero_img"]},  # type: ignore[index]
         "zero_px": {k: sum(c[1][k] for c in counts) for k in raw["zero_px"]},  # type: ignore[index]
         "pixels_per_image": raw["pixels_per_image"],
+        "cost": _sum_costs([c[3] for c in counts]),
     }
+
+
+def _sum_costs(costs: list[Any]) -> dict[str, Any]:
+    """Every rank's cost summed: counts in images, times in process-seconds."""
+    total: dict[str, Any] = {}
+    for cost in costs:
+        for k, v in cost.items():
+            if isinstance(v, dict):
+                sub = total.setdefault(k, {})
+                for name, n in v.items():
+                    sub[name] = sub.get(name, 0) + n
+            else:
+                total[k] = total.get(k, 0) + v
+    return total
 
 
 def _summarise(
