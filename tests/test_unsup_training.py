@@ -50,7 +50,7 @@ def tiny(out: Path, **kw) -> UnsupConfig:
 
 
 def _strip(hist):
-    return [{k: v for k, v in h.items() if k != "time_s"} for h in hist]
+    return [{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist]
 
 
 def test_presets():
@@ -90,6 +90,14 @@ def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path):
     assert [h["n_new"] for h in hist] == [10, 20, 10, 20]
     assert [h["pool_size"] for h in hist] == [30, 50, 60, 60]  # 20 init + new, capped at 60
     assert all(h["tau_min"] <= h["tau_max"] for h in hist)
+    # cost accounting (issue 5): sums of the history; each image takes 0..max_steps steps
+    cost = full["cost"]
+    assert cost["critic_steps"] == 12 and cost["images_synthesized"] == 60
+    assert cost["positives_seen"] == 60 * 2  # 2 passes over the positives
+    assert 0 < cost["synth_image_steps"] <= 60 * tiny(tmp_path / "x").synth_max_steps
+    assert cost["synth_image_steps"] == sum(h["synth_image_steps"] for h in hist)
+    assert cost["classify_time_s"] > 0 and cost["synth_time_s"] > 0 and cost["gpu_s"] is None
+    assert all(h["classify_time_s"] + h["synth_time_s"] <= h["time_s"] for h in hist)
     rows = list(csv.DictReader((tmp_path / "full" / "iterations.csv").open()))
     assert (
         len(rows) == 4

@@ -154,6 +154,10 @@ def test_training_record_and_determinism(runs, tmp_path: Path):
     rec = runs["record"]
     assert rec["status"] == "completed" and rec["critic_steps"] == 4 and len(rec["history"]) == 2
     assert -1e6 < rec["tau_min"] <= rec["tau_max"] < 1e6  # finite: the window saw critic steps
+    cost = rec["cost"]  # 2 iterations x 2 critic steps of 4 positives and 4 samples, 2 G steps
+    assert (cost["critic_steps"], cost["generator_steps"]) == (4, 2)
+    assert (cost["positives_seen"], cost["generated_images"]) == (16, 24) and cost["gpu_s"] is None
+    assert 0 < cost["critic_time_s"] + cost["generator_time_s"] <= rec["wall_time_s"]
     ckpt = load_checkpoint(runs["wgan"])
     assert ckpt["method"] == "wgan-gp" and ckpt["model"]["arch"] == "critic64"
     again = train_wgan_gp(_wgan_cfg(tmp_path), source=_source())  # same seed -> same run

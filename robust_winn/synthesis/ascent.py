@@ -41,6 +41,7 @@ class AscentStats:
     max_steps_hit: float  # share of batches that ran out of steps before reaching tau
     mean_f: float  # mean f of the returned images
     taus: list[float]  # the threshold drawn for each batch
+    image_steps: int = 0  # sum over batches of Adam steps x images: forward+backward image passes
 
 
 class AscentSampler:
@@ -119,7 +120,8 @@ class AscentSampler:
         nb = len(outs)
         sizes = [o.shape[0] for o in outs]
         mean_f = sum(v * s for v, s in zip(fs, sizes, strict=True)) / sum(sizes)
-        return x, AscentStats(nb, sum(steps) / nb, hit / nb, mean_f, taus)
+        image_steps = sum(n * s for n, s in zip(steps, sizes, strict=True))
+        return x, AscentStats(nb, sum(steps) / nb, hit / nb, mean_f, taus, image_steps)
 
     def _batch(
         self, f: Callable[[Tensor], Tensor], x0: Tensor, tau: float

@@ -216,6 +216,7 @@ class _Run:
             self.init_source = self._store(x)
         return {
             "n_new": float(n_new),
+            "synth_image_steps": float(stats.image_steps),
             "synth_mean_steps": stats.mean_steps,
             "synth_max_steps_hit": stats.max_steps_hit,
             "synth_mean_f": stats.mean_f,
@@ -227,8 +228,11 @@ class _Run:
         t0 = time.perf_counter()
         row: dict[str, float] = {"cascade": float(st.cascade + 1), "iteration": float(st.iteration + 1)}
         row.update(self.classification_step())
+        row["classify_time_s"] = time.perf_counter() - t0
         last = st.iteration == cfg.iterations - 1
+        t1 = time.perf_counter()
         row.update(self.synthesis_step(row["tau_min"], row["tau_max"], last))
+        row["synth_time_s"] = time.perf_counter() - t1
         if last:
             st.snapshots.append(
                 {
@@ -245,6 +249,27 @@ class _Run:
         st.wall_time_s += row["time_s"]
         st.history.append(row)
         return row
+
+
+def _cost(history: list[dict[str, float]], run: _Run) -> dict[str, float | None]:
+    """What the run spent per phase (issue 5 §4), summed over the iterations run.
+
+    A critic step is one forward+backward of 2B images plus the gradient penalty's double
+    backward on B interpolates; a synthesis image-step is one image through one forward and one
+    backward to the input. ``gpu_s`` is the wall time on CUDA (None on CPU).
+    """
+    def total(key: str) -> float:
+        return float(sum(h.get(key, 0.0) for h in history))
+
+    return {
+        "classify_time_s": total("classify_time_s"),
+        "synth_time_s": total("synth_time_s"),
+        "critic_steps": total("critic_steps"),
+        "positives_seen": float(sum(h["n_pos"] for h in history) * run.cfg.k_passes),
+        "synth_image_steps": total("synth_image_steps"),
+        "images_synthesized": total("n_new"),
+        "gpu_s": run.state.wall_time_s if run.device.type == "cuda" else None,
+    }
 
 
 def _write_record(out: Path, run: _Run, status: str, command: str | None) -> dict[str, Any]:
@@ -265,6 +290,7 @@ def _write_record(out: Path, run: _Run, status: str, command: str | None) -> dic
             {"cascade": s["cascade"], "tau_min": s["tau_min"], "tau_max": s["tau_max"]} for s in st.snapshots
         ],
         "wall_time_s": st.wall_time_s,
+        "cost": _cost(st.history, run),
         "history": st.history,
     }
     (out / "record.json").write_text(json.dumps(record, indent=2))

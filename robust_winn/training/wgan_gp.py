@@ -300,6 +300,7 @@ def train_wgan_gp(
     history: list[dict[str, float]] = []
     bar = tqdm(total=cfg.iterations, desc="WGAN-GP", disable=None if cfg.progress else True, file=sys.stderr)
     t_start = time.perf_counter()
+    t_critic = t_gen = 0.0  # seconds per phase (cost accounting)
     critic.train()
     gen.train()
     for it in range(cfg.iterations):
@@ -315,6 +316,8 @@ def train_wgan_gp(
                     fp = float(f(xp).mean())
                 f_min, f_max = min(f_min, fp), max(f_max, fp)
             step += 1
+        t1 = time.perf_counter()
+        t_critic += t1 - t0
         critic.requires_grad_(False)
         z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(device)
         g_loss = -f(gen(z)).mean()
@@ -322,6 +325,7 @@ def train_wgan_gp(
         g_loss.backward()
         opt_g.step()
         critic.requires_grad_(True)
+        t_gen += time.perf_counter() - t1
         row = {"iteration": float(it + 1), **sums, "gen_loss": float(g_loss.detach())}
         row["time_s"] = time.perf_counter() - t0
         history.append(row)
@@ -356,6 +360,15 @@ def train_wgan_gp(
         "tau_min": f_min,
         "tau_max": f_max,
         "wall_time_s": wall,
+        "cost": {
+            "critic_time_s": t_critic,  # critic steps, the generator's samples for them included
+            "generator_time_s": t_gen,
+            "critic_steps": step,
+            "generator_steps": cfg.iterations,
+            "positives_seen": step * cfg.batch_size,
+            "generated_images": (step + cfg.iterations) * cfg.batch_size,
+            "gpu_s": wall if device.type == "cuda" else None,
+        },
         "history": history,
     }
     (out / "record.json").write_text(json.dumps(record, indent=2))
