@@ -6,12 +6,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from textures import texture_image
 
 from robust_winn.checkpoint import save_checkpoint
 from robust_winn.cli import main
 from robust_winn.cli_unsup import generate_cmd, score_cmd, train_unsupervised_cmd
 
-BRICK = Path(__file__).resolve().parents[2] / "shared" / "data" / "textures" / "brick.png"
+BRICK = texture_image()
 TINY = ["--image-size", "16", "--cascades", "2", "--iterations", "1", "--pos-per-step", "10",
         "--k-passes", "1", "--init-images", "10", "--new-per-iter", "10", "--new-last-iter", "10",
         "--synth-max-steps", "2", "--device", "cpu", "--no-progress", "--quiet"]  # fmt: skip
@@ -27,15 +28,9 @@ def _one_thread():
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-cascade texture checkpoint made by the CLI itself, through `train --mode unsupervised`."""
     torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("tex")
-    img = folder / "tex.png"
-    if BRICK.is_file():
-        img = BRICK
-    else:  # a synthetic stripe texture keeps the CLI tests independent of the shared data
-        Image.fromarray((torch.arange(64).remainder(8) * 30).byte().repeat(64, 1).numpy()).save(img)
-    out = folder / "run"
+    out = tmp_path_factory.mktemp("tex") / "run"
     r = CliRunner().invoke(main, ["train", "--mode", "unsupervised", "--dataset", "texture", "--image",
-                                  str(img), *TINY, "--out", str(out)])  # fmt: skip
+                                  str(BRICK), *TINY, "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "2 cascades, 2 iterations" in r.output
     return out / "checkpoint-last.pt"
@@ -64,8 +59,6 @@ def test_generate_writes_grid_and_tensor(ckpt: Path, tmp_path: Path):
 def test_resume_via_cli_completes(ckpt: Path):
     r = _run(train_unsupervised_cmd, ["--dataset", "texture", "--image", str(BRICK), *TINY,
                                       "--out", str(ckpt.parent), "--resume"])  # fmt: skip
-    if not BRICK.is_file():
-        pytest.skip("shared brick texture absent")
     assert r.exit_code == 0 and "2 cascades, 2 iterations" in r.output
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from textures import texture_image
 
 from robust_winn.checkpoint import load_checkpoint
 from robust_winn.synthesis.ascent import AscentSampler
@@ -13,9 +14,7 @@ from robust_winn.synthesis.cascade import generate, load_chain
 from robust_winn.training.unsupervised import Preset, UnsupConfig, train_unsupervised
 from robust_winn.unsup_data import ImageTensorSource, TextureCrops, load_positives, read_image
 
-BRICK = Path(__file__).resolve().parents[2] / "shared" / "data" / "textures" / "brick.png"
-if not BRICK.is_file():
-    pytest.skip(f"texture {BRICK} not present", allow_module_level=True)
+BRICK = texture_image()
 
 
 @pytest.fixture(autouse=True)
