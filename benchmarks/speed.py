@@ -87,6 +87,7 @@ def fgsm_figures(clf: torch.nn.Module, data: Any, batch: int, device: torch.devi
     spec = parse_attack("fgsm")
     x, y = next(data.test.batches(batch))  # (B, C, H, W) in [-1, 1], (B,)
     x, y = x.to(device), y.to(device)
+    clf.eval().requires_grad_(False)  # as evaluate() runs every attack: no weight gradients
     atk = build_attack(spec, clf, eps=0.125, num_classes=data.num_classes,
                        image_channels=x.shape[1], seed=0)
     atk.set_device(device)

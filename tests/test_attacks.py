@@ -200,3 +200,19 @@ def test_cost_counts_every_forward_pass(batch) -> None:
     assert cost["gpu_s"] is None and cost["attack_time_s:fgsm"] > 0
     phases = sum(v for k, v in cost.items() if k.endswith("time_s") or "time_s:" in k)
     assert 0 < phases <= rec["wall_time_s"]
+
+
+def test_parameters_are_frozen_during_attacks_and_restored_after(batch) -> None:
+    """Gradients w.r.t. the weights are wasted work in an attack; the flags come back as they were."""
+    model = load_trained(0)
+    first = next(model.parameters())
+    first.requires_grad_(False)  # a user's partly frozen model keeps its own flags
+    before = [p.requires_grad for p in model.parameters()]
+    seen: list[bool] = []
+    hook = model.register_forward_pre_hook(
+        lambda m, args: seen.append(any(p.requires_grad for p in m.parameters())))
+    evaluate(model, dataset=batch, attacks=["fgsm", "pgd:steps=2"], eps=[0.1])
+    hook.remove()
+    assert seen and not any(seen)
+    assert [p.requires_grad for p in model.parameters()] == before and any(before)
+    assert all(p.grad is None for p in model.parameters())

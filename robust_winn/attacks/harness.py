@@ -155,8 +155,8 @@ def evaluate(
 
     Args:
         models: one classifier, or ``{name: classifier}``; each maps [-1, 1] images to (N, K)
-            logits. Models are moved to ``device``, put in eval mode for the run, and their
-            train/eval mode is restored afterwards.
+            logits. Models are moved to ``device``, put in eval mode with frozen parameters
+            for the run, and their mode and ``requires_grad`` flags are restored afterwards.
         dataset: registered dataset name (its test split is used), a ``DataSplits``, an
             ``ImageSet``, or ``(images, labels)`` with float images in [-1, 1].
         attacks: names or ``"name:key=value,..."`` strings (see ``list_attacks``).
@@ -205,11 +205,14 @@ def evaluate(
         _warn(warnings, ["images are all >= 0: robust_winn models expect [-1, 1], not [0, 1]"])
 
     modes = {n: m.training for n, m in named.items()}
+    # Attacks need gradients w.r.t. the images only: with the parameters frozen, backward skips
+    # the weight gradients (~25% of an FGSM step on CPU). Restored afterwards, as the mode is.
+    needs_grad = {n: [p.requires_grad for p in m.parameters()] for n, m in named.items()}
     for n, m in named.items():
         if m.training:
             _warn(warnings, [f"{n}: model was in train mode; evaluated in eval mode (restored "
                              f"afterwards)"])
-        m.to(dev).eval()
+        m.to(dev).eval().requires_grad_(False)
     cuda = [dev] if dev.type == "cuda" else []
     counter = _ForwardCounter(named)
     try:
@@ -223,6 +226,8 @@ def evaluate(
         counter.close()
         for n, m in named.items():
             m.train(modes[n])
+            for p, r in zip(m.parameters(), needs_grad[n], strict=True):
+                p.requires_grad_(r)
     record = _summarise(named, specs, eps_list, raw, warnings, tolerance)
     wall = time.perf_counter() - t0
     gpu_s = wall * ctx.world_size if dev.type == "cuda" else None
