@@ -34,6 +34,7 @@ from enum import Enum
 import torch
 from torch import Tensor, nn
 
+from ..models.frozen import frozen_eval
 from .ascent import critic_fn
 
 log = logging.getLogger(__name__)
@@ -156,17 +157,12 @@ def synthesize_anysize(
     if patches_per_step < 1:
         raise ValueError("patches_per_step must be >= 1")
     f = critic_fn(model) if isinstance(model, nn.Module) else model
-    restore = None
-    if isinstance(model, nn.Module):
-        restore = (model.training, [p.requires_grad for p in model.parameters()])
-        model.eval()
-        model.requires_grad_(False)
     hw = init.shape[1:]
     span = (hw[0], hw[1]) if wrap else (hw[0] - patch + 1, hw[1] - patch + 1)
     x = init.detach().clone().clamp_(-1, 1)
     m, v = torch.zeros_like(x), torch.zeros_like(x)
     step, mean_f, reached = 0, float("nan"), False
-    try:
+    with frozen_eval(*([model] if isinstance(model, nn.Module) else [])):
         while True:
             ys = torch.randint(span[0], (patches_per_step,), generator=generator).to(x.device)
             xs = torch.randint(span[1], (patches_per_step,), generator=generator).to(x.device)
@@ -185,11 +181,6 @@ def synthesize_anysize(
             v.mul_(beta2).addcmul_(g_img, g_img, value=1 - beta2)
             denom = (v / (1 - beta2**step)).sqrt_().add_(adam_eps)
             x.addcdiv_(m, denom, value=-lr / (1 - beta1**step)).clamp_(-1, 1)
-    finally:
-        if restore is not None and isinstance(model, nn.Module):
-            for p, r in zip(model.parameters(), restore[1], strict=True):
-                p.requires_grad_(r)
-            model.train(restore[0])
     top, left = (hw[0] - size[0]) // 2, (hw[1] - size[1]) // 2
     crop = x[:, top : top + size[0], left : left + size[1]].clone()
     log.debug("anysize: %d steps, mean patch f %.4f (tau %.4f)", step, mean_f, tau)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..models.frozen import frozen_eval
+
 __all__ = ["AscentSampler", "AscentStats", "critic_fn"]
 
 
@@ -95,12 +97,8 @@ class AscentSampler:
         """
         if tau_max < tau_min:
             raise ValueError(f"tau_max ({tau_max}) < tau_min ({tau_min})")
-        was_training = model.training
-        req = [p.requires_grad for p in model.parameters()]
-        model.eval()
-        model.requires_grad_(False)
         f = critic_fn(model)
-        try:
+        with frozen_eval(model):
             outs, steps, hit, taus, fs = [], [], 0, [], []
             for start in range(0, x0.shape[0], self.batch_size):
                 tau = tau_min + (tau_max - tau_min) * float(torch.rand((), generator=generator))
@@ -110,10 +108,6 @@ class AscentSampler:
                 hit += int(not reached)
                 taus.append(tau)
                 fs.append(f_end)
-        finally:
-            for p, r in zip(model.parameters(), req, strict=True):
-                p.requires_grad_(r)
-            model.train(was_training)
         if not outs:
             return x0.detach().clone(), AscentStats(0, 0.0, 0.0, float("nan"), [])
         x = torch.cat(outs)

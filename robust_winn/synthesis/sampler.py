@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import StopRule
+from ..models.frozen import frozen_eval
 from ..models.introspective import Introspective
 
 __all__ = ["PseudoNegativeSampler", "SynthesisStats"]
@@ -100,16 +101,8 @@ class PseudoNegativeSampler:
             (images (N, C, H, W) in [-1, 1], stats).
         """
         dev = x0.device
-        was_training = model.training
-        req = [p.requires_grad for p in model.parameters()]
-        model.eval()
-        model.requires_grad_(False)
-        try:
+        with frozen_eval(model):
             return self._run(model, x0, targets.to(dev), groups.to(dev), taus.to(dev).float())
-        finally:
-            for p, r in zip(model.parameters(), req, strict=True):
-                p.requires_grad_(r)
-            model.train(was_training)
 
     def _run(
         self, model: Introspective, x0: Tensor, targets: Tensor, groups: Tensor, taus: Tensor
