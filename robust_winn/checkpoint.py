@@ -20,13 +20,11 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from .errors import CheckpointError
+
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_classifier", "versions"]
 
 FORMAT = "robust_winn.checkpoint/1"
-
-
-class CheckpointError(RuntimeError):
-    """A file that is not a readable robust_winn checkpoint."""
 
 
 def versions() -> dict[str, str]:

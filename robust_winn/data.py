@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataUnavailableError, UnknownNameError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -31,10 +33,6 @@ __all__ = [
     "to_unit_range",
     "to_model_range",
 ]
-
-
-class DataUnavailableError(RuntimeError):
-    """The dataset's files are not where they must be and cannot (or may not) be downloaded."""
 
 
 def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
@@ -276,7 +274,7 @@ def load_dataset(
         DataUnavailableError: files missing; the message says where they must be.
     """
     if name not in _REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownNameError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
     entry = _REGISTRY[name]
     root = Path(data_dir).expanduser()
     train_all, test = entry.loader(root, download)

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ModelSpecError
+
 __all__ = [
     "ModelSpecError",
     "register_model",
@@ -26,10 +28,6 @@ __all__ = [
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
-
-
-class ModelSpecError(ValueError):
-    """An architecture name or factory that cannot give a valid classifier."""
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:

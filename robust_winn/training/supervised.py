@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint, versions
 from ..config import Method, TrainConfig
+from ..errors import ResumeError
 from ..data import DataSplits, ImageSet, load_dataset
 from ..losses import cross_entropy, gradient_penalty, winn_supervised_loss
 from ..models import Introspective, build_classifier
@@ -62,10 +63,6 @@ __all__ = ["NonFiniteLossError", "ResumeError", "resolve_device", "evaluate_erro
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class ResumeError(RuntimeError):
-    """``--resume`` was asked for but the folder holds no compatible checkpoint."""
 
 
 def resolve_device(name: str) -> torch.device:
