@@ -16,6 +16,8 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import model_meta
+from .errors import BadValueError
 from .models.appd import InitKind, quantize_uint8, sample_p0
 from .synthesis.ascent import AscentSampler, critic_fn
 from .synthesis.cascade import build_critic, generate, load_chain, save_grid
@@ -76,7 +78,7 @@ def figure3_comparison(
     ickpt, snaps = load_chain(winn_checkpoint, 1)
     shape = tuple(int(s) for s in wckpt["model"]["image_shape"])
     if ickpt["model"]["arch"] != wckpt["model"]["arch"] or tuple(ickpt["model"]["image_shape"]) != shape:
-        raise ValueError(
+        raise BadValueError(
             f"Figure 3 needs the same architecture: WGAN-GP critic {wckpt['model']['arch']} "
             f"{list(shape)} vs WINN {ickpt['model']['arch']} {list(ickpt['model']['image_shape'])}"
         )
@@ -110,7 +112,8 @@ def figure3_comparison(
     x_w, st_w = sampler.synthesize(critic, x0, tau_min=tau_w[0], tau_max=tau_w[1], generator=p0_rng)
     x_w = quantize_uint8(x_w) if ucfg.quantize else x_w
     x_i = cast(Tensor, generate(ickpt, n, cascades=1, seed=seed, device=device, max_steps=steps)).to(device)
-    winn = build_critic(ickpt["model"]["arch"], shape, **ickpt["model"].get("kwargs", {})).to(device)
+    imeta = model_meta(ickpt, "the WINN-single checkpoint", keys=("image_shape",))
+    winn = build_critic(imeta["arch"], shape, **imeta.get("kwargs", {})).to(device)
     winn.load_state_dict(snaps[0]["model_state"])
     rows = dict(zip(FIGURE3_ROWS, (pos, fake, x_w, x_i), strict=True))
     mean_f = {

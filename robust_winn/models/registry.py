@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,28 +54,81 @@ def _ensure_builtins() -> None:
     from . import critic64, densenet, resnet, vanilla, wgan_resnet  # noqa: F401  (registration)
 
 
+GEOMETRY = ("in_channels", "num_classes", "image_size")  # offered to every factory, taken if declared
+
+
+def _user_frame(exc: BaseException) -> str:
+    """``file:line`` of the innermost traceback frame outside robust_winn (the user's code)."""
+    import traceback
+
+    here = str(Path(__file__).resolve().parents[1])
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(here)]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
 def _import_factory(spec: str) -> Callable[..., nn.Module]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ModelSpecError(f"import string must look like 'pkg.module:factory', got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelSpecError(f"cannot import module {module_name!r} from {spec!r}: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ModelSpecError(f"cannot import {spec!r}: no module named {exc.name!r}") from exc
+        raise ModelSpecError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc} ({_user_frame(exc)})"
+        ) from exc
+    except Exception as exc:  # the user's module: any error on import is theirs to fix
+        raise ModelSpecError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc} ({_user_frame(exc)})"
+        ) from exc
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise ModelSpecError(f"{module_name!r} has no callable {attr!r}")
     return fn
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model, or call a ``pkg.module:factory`` import string.
+def _accepted_kwargs(name: str, fn: Callable[..., nn.Module], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Geometry keywords the factory declares, plus every other keyword (unknown ones refused)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature: offer nothing optional
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    unknown = sorted(k for k in kwargs if k not in GEOMETRY and k not in named and not takes_any)
+    if unknown:
+        valid = sorted(named - set(GEOMETRY))
+        raise ModelSpecError(
+            f"{name!r} takes no keyword {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(valid) if valid else 'none besides the geometry'}"
+        )
+    missing = sorted(
+        k for k, p in params.items()
+        if p.default is inspect.Parameter.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and k not in kwargs
+    )
+    if missing:
+        raise ModelSpecError(
+            f"{name!r} needs argument(s) {', '.join(missing)} that robust_winn cannot give; a factory "
+            f"receives only {', '.join(GEOMETRY)} (declare defaults for anything else)"
+        )
+    return {k: v for k, v in kwargs.items() if takes_any or k in named}
 
-    Registered factories receive ``in_channels``, ``num_classes`` and ``image_size``; a user
-    factory receives only the keyword arguments its signature accepts.
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model, or call a ``pkg.module:factory`` import string (timm-style).
+
+    Every factory is offered ``in_channels``, ``num_classes`` and ``image_size`` and receives
+    those it declares; any other keyword must be a parameter of the factory, else
+    :class:`ModelSpecError` names the valid ones (a typo is never silently ignored). An error
+    raised by a user's factory is reported with its message and ``file:line``.
     """
     _ensure_builtins()
-    if ":" in name:
+    user = ":" in name
+    if user:
         fn = _import_factory(name)
     elif name in _MODELS:
         fn = _MODELS[name]
@@ -83,10 +137,14 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             f"unknown model {name!r}; choose one of: {', '.join(sorted(_MODELS))}, "
             f"or give an import string 'pkg.module:factory'"
         )
-    params = inspect.signature(fn).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    accepted = kwargs if takes_any else {k: v for k, v in kwargs.items() if k in params}
-    model = fn(**accepted)
+    accepted = _accepted_kwargs(name, fn, kwargs)
+    try:
+        model = fn(**accepted)
+    except Exception as exc:
+        if not user and not isinstance(exc, (TypeError, ValueError)):
+            raise  # a bug in a built-in model keeps its traceback
+        where = f" ({_user_frame(exc)})" if user else ""
+        raise ModelSpecError(f"{name!r} failed: {type(exc).__name__}: {exc}{where}") from exc
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"{name!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

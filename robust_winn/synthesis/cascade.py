@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, load_state, model_meta
+from ..errors import BadValueError
 from ..models import check_classifier, create_model, critic64, densenet, wgan_resnet  # noqa: F401  (register the critics)
 from ..models.appd import InitKind, quantize_uint8, sample_p0
 from .anysize import PatchLayout, synthesize_anysize, working_size
@@ -68,9 +70,9 @@ def load_chain(
     try:
         k = int(cascades)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"cascades must be 'all' or an integer, got {cascades!r}") from exc
+        raise BadValueError(f"cascades must be 'all' or an integer, got {cascades!r}") from exc
     if not 1 <= k <= len(snaps):
-        raise ValueError(f"cascades must be in 1..{len(snaps)} (finished cascades), got {k}")
+        raise BadValueError(f"cascades must be in 1..{len(snaps)} (finished cascades), got {k}")
     return ckpt, snaps[:k]
 
 
@@ -86,6 +88,8 @@ def generate(
     patches_per_step: int = 200,
     layout: PatchLayout | str = PatchLayout.TORUS,
     return_trace: bool = False,
+    trusted_code: Collection[str] = (),
+    trust_code: bool = False,
 ) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Sample ``n`` images through the cascade chain (REFERENCE §3.7; any-size §3.9).
 
@@ -100,20 +104,24 @@ def generate(
         max_steps: ascent step cap (default: the run's ``synth_max_steps``).
         patches_per_step, layout: any-size settings (:func:`synthesize_anysize`).
         return_trace: also return each cascade's output (for inspection and tests).
+        trusted_code, trust_code: import strings the user allows a checkpoint to name, or all
+            of them (:func:`robust_winn.checkpoint.model_meta`: a checkpoint never chooses code).
 
     Returns:
         (n, C, H, W) images in [-1, 1] on the CPU (and the per-cascade outputs if asked).
     """
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise BadValueError(f"n must be >= 1, got {n}")
     ckpt, snaps = load_chain(checkpoint, cascades)
+    where = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
+    meta = model_meta(ckpt, where, keys=("image_shape",), trusted_code=trusted_code, trust_code=trust_code)
     cfg = ckpt["config"]
-    shape = tuple(int(s) for s in ckpt["model"]["image_shape"])
+    shape = tuple(int(s) for s in meta["image_shape"])
     steps = int(cfg["synth_max_steps"] if max_steps is None else max_steps)
     quantize = bool(cfg.get("quantize", True))
     init = InitKind(cfg.get("init", InitKind.APPD.value))
     device = torch.device(device)
-    model = build_critic(ckpt["model"]["arch"], shape, **ckpt["model"].get("kwargs", {})).to(device)
+    model = build_critic(meta["arch"], shape, **meta.get("kwargs", {})).to(device)
     gen = torch.Generator().manual_seed(seed)
     hw = (size, size) if isinstance(size, int) else size
     trace: list[Tensor] = []
@@ -127,7 +135,7 @@ def generate(
         )
         x = sample_p0(init, n, shape, generator=gen, quantize=quantize, device=device)
         for snap in snaps:
-            model.load_state_dict(snap["model_state"])
+            load_state(model, snap["model_state"], where, "critic")
             x, stats = sampler.synthesize(
                 model, x, tau_min=snap["tau_min"], tau_max=snap["tau_max"], generator=gen
             )
@@ -145,7 +153,7 @@ def generate(
         ]
         crops: list[Tensor] = []
         for snap in snaps:
-            model.load_state_dict(snap["model_state"])
+            load_state(model, snap["model_state"], where, "critic")
             crops = []
             for i in range(n):
                 tau = snap["tau_min"] + (snap["tau_max"] - snap["tau_min"]) * float(

@@ -41,11 +41,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, versions
+from ..checkpoint import CheckpointError, load_checkpoint, load_state, model_meta, save_checkpoint, versions
+from ..config import MAX_SEED, check_number
 from ..losses import gradient_penalty, wasserstein_loss
+from ..rundir import claim
 from ..synthesis.ascent import critic_fn
 from ..synthesis.cascade import build_critic
 from ..unsup_data import PositiveSource, load_positives
+from .resume import RUN_FILES
 from .supervised import NonFiniteLossError, resolve_device
 from .unsup_config import Preset
 
@@ -101,7 +104,7 @@ class WganGpConfig:
         return cls(**base)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
+        """Raise :class:`BadValueError` naming the first bad field."""
         for name in (
             "z_dim",
             "gen_width",
@@ -111,8 +114,9 @@ class WganGpConfig:
             "tau_window",
             "image_size",
         ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("seed", self.seed, low=0, high=MAX_SEED, integer=True)
+        check_number("lr", self.lr, low=0, low_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON- and weights_only-safe dict."""
@@ -242,13 +246,18 @@ def save_wgan_gp(
 def load_wgan_gp(
     checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, DCGANGenerator, dict[str, Any]]:
-    """Rebuild (critic, generator, checkpoint dict) from a WGAN-GP checkpoint, in eval mode."""
+    """Rebuild (critic, generator, checkpoint dict) from a WGAN-GP checkpoint, in eval mode.
+
+    Its critic must be a registered architecture (a checkpoint never chooses code).
+    """
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    where = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
     if ckpt.get("method") != METHOD:
         raise CheckpointError(f"not a WGAN-GP checkpoint (method {ckpt.get('method')!r})")
-    shape = tuple(int(s) for s in ckpt["model"]["image_shape"])
-    critic = build_critic(ckpt["model"]["arch"], shape, **ckpt["model"].get("kwargs", {}))
-    critic.load_state_dict(ckpt["critic_state"])
+    meta = model_meta(ckpt, where, keys=("image_shape",))
+    shape = tuple(int(s) for s in meta["image_shape"])
+    critic = build_critic(meta["arch"], shape, **meta.get("kwargs", {}))
+    load_state(critic, ckpt["critic_state"], where, "critic")
     g = ckpt["generator"]
     gen = DCGANGenerator(
         z_dim=g["z_dim"], out_channels=shape[0], image_size=g["image_size"], width=g["width"]
@@ -258,7 +267,11 @@ def load_wgan_gp(
 
 
 def train_wgan_gp(
-    cfg: WganGpConfig, *, source: PositiveSource | None = None, command: str | None = None
+    cfg: WganGpConfig,
+    *,
+    source: PositiveSource | None = None,
+    command: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train WGAN-GP; write ``cfg.out/checkpoint-last.pt`` and ``record.json`` (REFERENCE §3.8).
 
@@ -266,16 +279,24 @@ def train_wgan_gp(
         cfg: the run's configuration (:meth:`WganGpConfig.preset` for budgets).
         source: positives to use instead of loading ``cfg.dataset``.
         command: command line stored in the record.
+        overwrite: replace a run already in ``cfg.out`` (else such a folder is refused).
 
     Returns:
         The record written to ``cfg.out/record.json``.
 
     Raises:
         NonFiniteLossError: the critic loss diverged.
-        DataUnavailableError, ModelSpecError, ValueError: bad input.
+        UserError (RunDirError, DataUnavailableError, ModelSpecError, BadValueError): bad input.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
+    with claim(cfg.out, results=RUN_FILES, overwrite=overwrite):
+        return _train_wgan_gp(cfg, source, command, device)
+
+
+def _train_wgan_gp(
+    cfg: WganGpConfig, source: PositiveSource | None, command: str | None, device: torch.device
+) -> dict[str, Any]:
     if source is None:
         source = load_positives(
             cfg.dataset,
@@ -341,7 +362,6 @@ def train_wgan_gp(
     bar.close()
     wall = time.perf_counter() - t_start
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     extra = {"history": history, "wall_time_s": wall, "dataset": source.describe()}
     save_wgan_gp(
         out / "checkpoint-last.pt", critic, gen, cfg, image_shape=shape, tau=(f_min, f_max), extra=extra
