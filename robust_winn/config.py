@@ -6,9 +6,46 @@ the code disagree the code wins and REFERENCE §5 says so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
+
+from .errors import BadValueError
+
+MAX_SEED = 2**32 - 1  # seeds feed torch generators (and seed + 2, seed * 1_000_003 + ...)
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+    integer: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raise :class:`BadValueError` unless ``value`` is a finite number in the given range.
+
+    Args:
+        name: the setting's name as the user knows it (``lr``, ``synthesis.max_steps``).
+        low, high: inclusive bounds (``low_open``: ``value > low``); None = unbounded.
+        integer: must be an ``int`` (``bool`` is not).
+        optional: ``None`` is allowed.
+    """
+    if value is None and optional:
+        return
+    wrong_type = not isinstance(value, int if integer else (int, float))
+    if isinstance(value, bool) or wrong_type:
+        kind = "an integer" if integer else "a number"
+        raise BadValueError(f"{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise BadValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise BadValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise BadValueError(f"{name} must be <= {high:g}, got {value!r}")
 
 
 class Method(str, Enum):
@@ -88,6 +125,42 @@ class TrainConfig:
     out: str = "runs/run"  # output folder (checkpoints, record.json, epochs.csv)
     progress: bool = True  # tqdm progress bars
     fast: FastPathConfig = field(default_factory=FastPathConfig)  # GPU fast paths (off by default)
+
+    def validate(self) -> None:
+        """Raise :class:`BadValueError` naming the first setting out of range, NaN or infinite."""
+        s = self.synthesis
+        for name, value, kw in (
+            ("epochs", self.epochs, {"low": 1, "integer": True}),
+            ("batch_size", self.batch_size, {"low": 1, "integer": True}),
+            ("eval_batch_size", self.eval_batch_size, {"low": 1, "integer": True}),
+            ("seed", self.seed, {"low": 0, "high": MAX_SEED, "integer": True}),
+            ("lr", self.lr, {"low": 0, "low_open": True}),
+            ("beta1", self.beta1, {"low": 0, "high": 1}),
+            ("beta2", self.beta2, {"low": 0, "high": 1}),
+            ("alpha", self.alpha, {"low": 0}),
+            ("gp_lambda", self.gp_lambda, {"low": 0}),
+            ("val_size", self.val_size, {"low": 0, "integer": True, "optional": True}),
+            ("limit_train", self.limit_train, {"low": 1, "integer": True, "optional": True}),
+            ("limit_test", self.limit_test, {"low": 1, "integer": True, "optional": True}),
+            ("synthesis.lr", s.lr, {"low": 0, "low_open": True}),
+            ("synthesis.beta1", s.beta1, {"low": 0, "high": 1}),
+            ("synthesis.beta2", s.beta2, {"low": 0, "high": 1}),
+            ("synthesis.max_steps", s.max_steps, {"low": 0, "integer": True}),
+            ("synthesis.tol", s.tol, {"low": 0}),
+            ("synthesis.ce_weight", s.ce_weight, {"low": 0}),
+            ("synthesis.per_class", s.per_class, {"low": 1, "integer": True}),
+            ("synthesis.init_per_class", s.init_per_class, {"low": 1, "integer": True}),
+            ("synthesis.pool_capacity", s.pool_capacity, {"low": 1, "integer": True}),
+        ):
+            check_number(name, value, **kw)
+        if s.pool_dtype not in ("float32", "uint8"):
+            raise BadValueError(f"synthesis.pool_dtype must be float32 or uint8, got {s.pool_dtype!r}")
+        for enum, value, name in ((Method, self.method, "method"), (StopRule, s.stop_rule, "stop_rule")):
+            try:
+                enum(value)
+            except ValueError:
+                choices = ", ".join(m.value for m in enum)
+                raise BadValueError(f"{name} must be one of {choices}, got {value!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON- and weights_only-safe dict (enums as their values)."""

@@ -15,12 +15,16 @@ import pandas as pd
 
 from .checkpoint import load_classifier
 from .config import Method, SynthesisConfig, TrainConfig
+from .errors import RunDirError
+from .rundir import claim, existing_results
 from .training import train
+from .training.resume import RUN_FILES
 
 __all__ = ["QUICK", "quickstart", "summary_table"]
 
 QUICK = {"epochs": 8, "synth_max_steps": 100, "synth_per_class": 50, "eps": 0.125,
          "attacks": ("fgsm", "pgd")}
+QUICK_FILES = ("summary.md", "attack-record.json")  # the quickstart's own results in --out
 
 
 def summary_table(train_records: dict[str, dict[str, Any]], attack_record: dict[str, Any]) -> pd.DataFrame:
@@ -45,19 +49,32 @@ def summary_table(train_records: dict[str, dict[str, Any]], attack_record: dict[
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, device: str = "cpu", seed: int = 0,
-               progress: bool = True, command: str | None = None) -> pd.DataFrame:
+               progress: bool = True, overwrite: bool = False, command: str | None = None) -> pd.DataFrame:
     """Train baseline and WINN on the bundled sample, attack both, write OUT/summary.{md,json}.
 
     As in paper Table 3, a model's row gives its own FGSM adversarial error and the correction
     rate *by the other model* on its mistakes (REFERENCE §2): the baseline row holds the
     correction rate by WINN (higher is better for WINN), the WINN row the correction rate by
     the baseline (lower is better for WINN).
+
+    A folder that already holds a quickstart is refused unless ``overwrite`` is set.
     """
-    from .attacks.harness import evaluate
     from .training.supervised import resolve_device
 
     dev = resolve_device(device)
-    out = Path(out)
+    with claim(out, results=QUICK_FILES, overwrite=overwrite) as out:
+        for method in (Method.BASELINE, Method.WINN):  # refuse before any training, not halfway
+            found = existing_results(out / method.value, RUN_FILES) if (out / method.value).is_dir() else []
+            if found and not overwrite:
+                raise RunDirError(f"--out {out} already holds a quickstart ({method.value}/{found[0]}); "
+                                  f"pass --overwrite to replace it, or choose another --out")
+        return _quickstart(out, dev, seed, progress, overwrite, command)
+
+
+def _quickstart(out: Path, dev: Any, seed: int, progress: bool, overwrite: bool,
+                command: str | None) -> pd.DataFrame:
+    from .attacks.harness import evaluate
+
     records: dict[str, dict[str, Any]] = {}
     models = {}
     for method in (Method.BASELINE, Method.WINN):
@@ -67,12 +84,11 @@ def quickstart(out: str | Path = "runs/quickstart", *, device: str = "cpu", seed
             synthesis=SynthesisConfig(max_steps=QUICK["synth_max_steps"],
                                       per_class=QUICK["synth_per_class"]),
         )
-        records[method.value] = train(cfg, command=command)
+        records[method.value] = train(cfg, overwrite=overwrite, command=command)
         models[method.value], _ = load_classifier(out / method.value / "checkpoint-best.pt", dev)
     attack = evaluate(models, dataset="sample", attacks=list(QUICK["attacks"]),
                       eps=[QUICK["eps"]], device=dev, seed=seed)
     table = summary_table(records, attack)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "attack-record.json").write_text(json.dumps(attack, indent=2, default=str))
     (out / "summary.md").write_text(table.to_markdown(index=False) + "\n")
     return table

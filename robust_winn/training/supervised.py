@@ -20,6 +20,7 @@ Optional GPU fast paths (bf16 autocast, channels_last, torch.compile, pinned cop
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -35,13 +36,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint, versions
+from ..checkpoint import load_checkpoint, load_state, save_checkpoint, versions
 from ..config import Method, TrainConfig
-from ..errors import ResumeError
 from ..data import DataSplits, ImageSet, load_dataset
+from ..errors import BadValueError, ResumeError
 from ..losses import cross_entropy, gradient_penalty, winn_supervised_loss
 from ..models import Introspective, build_classifier
 from ..models.init_nets import DCGANInitGenerator
+from ..rundir import claim
 from ..synthesis import NegativePool, PseudoNegativeSampler
 from ..synthesis.sampler import SynthesisStats
 from .distributed import (
@@ -55,6 +57,7 @@ from .distributed import (
     sharded_batches,
 )
 from .fastpaths import FastPaths
+from .resume import RUN_FILES, check_resume_settings
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,23 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; otherwise torch.device(name), checked."""
+    """'auto' -> cuda if available else cpu; otherwise torch.device(name), checked.
+
+    Raises:
+        BadValueError: not a device name, or a CUDA device this machine does not have.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise BadValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise BadValueError(f"--device {name!r}: robust_winn runs on cpu or cuda")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA device is available")
+        raise BadValueError(f"--device {name!r} was asked for but no CUDA device is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BadValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA devices")
     return dev
 
 
@@ -124,7 +138,7 @@ class _Run:
         self.cfg, self.data, self.device, self.ctx = cfg, data, device, ctx
         self.method = Method(cfg.method)
         if ctx.enabled and self.method is Method.WINN and cfg.synthesis.per_class < ctx.world_size:
-            raise ValueError(
+            raise BadValueError(
                 f"synthesis per_class ({cfg.synthesis.per_class}) must be at least the number of "
                 f"processes ({ctx.world_size}): every rank synthesizes a share of every class"
             )
@@ -189,8 +203,8 @@ class _Run:
                 raise ResumeError(f"checkpoint was trained with {key} {have!r}, not {want!r}")
         if ckpt["method"] != self.method.value:
             raise ResumeError(f"checkpoint method is {ckpt['method']!r}, not {self.method.value!r}")
-        self.model.load_state_dict(ckpt["model_state"])
-        self.opt.load_state_dict(ckpt["optimizer_state"])
+        load_state(self.model, ckpt["model_state"], self.cfg.out)
+        load_state(self.opt, ckpt["optimizer_state"], self.cfg.out, "optimizer")
         if self.pool is not None:
             self.pool.load_state_dict(ckpt["pool_state"])
         self.gen.set_state(ckpt["rng"]["gen"])
@@ -385,7 +399,13 @@ def _write_record(
     return record
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None) -> dict[str, Any]:
+# Settings a resumed run may change: how long, where and how fast it runs (see .resume).
+RESUME_FREE = ("epochs", "device", "out", "progress", "data_dir", "download", "eval_batch_size", "fast")
+
+
+def train(
+    cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, command: str | None = None
+) -> dict[str, Any]:
     """Train one classifier by ``cfg.method`` and write checkpoints, record.json, epochs.csv.
 
     Under torchrun (or an initialised process group) the run is data-parallel across ranks
@@ -393,7 +413,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
 
     Args:
         cfg: the run's configuration.
-        resume: continue from ``cfg.out/checkpoint-last.pt`` (RNG, optimizer, pool included).
+        resume: continue from ``cfg.out/checkpoint-last.pt`` (RNG, optimizer, pool included);
+            every setting but those in ``RESUME_FREE`` must equal the run's.
+        overwrite: replace a run already in ``cfg.out`` (without it, and without ``resume``, a
+            folder holding a run is refused: :func:`robust_winn.rundir.claim`).
         command: the command line that started the run, stored in the record.
 
     Returns:
@@ -401,12 +424,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
 
     Raises:
         NonFiniteLossError: the loss diverged (record status "non-finite"; checkpoints kept).
-        ResumeError, DataUnavailableError, ModelSpecError, ValueError: bad input.
+        UserError (ResumeError, RunDirError, DataUnavailableError, ModelSpecError,
+        BadValueError): bad input, raised before any training.
     """
-    if cfg.epochs < 0:
-        raise ValueError("epochs must be >= 0")
-    with process_group(resolve_device(cfg.device)) as (ctx, device):
-        return _train(cfg, resume=resume, command=command, ctx=ctx, device=device)
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    with process_group(device) as (ctx, device):
+        claimed = claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite) if ctx.is_main \
+            else contextlib.nullcontext(Path(cfg.out))
+        with claimed:
+            return _train(cfg, resume=resume, command=command, ctx=ctx, device=device)
 
 
 def _train(
@@ -419,12 +446,17 @@ def _train(
         if not last.exists():
             raise ResumeError(f"--resume: no {last} to resume from")
         ckpt = load_checkpoint(last)
+        had = TrainConfig.from_dict(ckpt["config"]).to_dict()  # older runs: defaults filled in
+        check_resume_settings(had, cfg.to_dict(), RESUME_FREE, str(out))
+        if int(ckpt["epoch"]) >= cfg.epochs:
+            raise BadValueError(
+                f"--resume: {out} has already run {int(ckpt['epoch'])} epochs; give --epochs above "
+                f"that to continue it"
+            )
     data = load_dataset(
         cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, val_size=cfg.val_size,
         limit_train=cfg.limit_train, limit_test=cfg.limit_test,
     )
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, data, device, ctx)
     if ckpt is not None:
         run.restore(ckpt)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
+from ..config import MAX_SEED, check_number
 from ..models.appd import InitKind
 
 __all__ = ["Preset", "UnsupConfig"]
@@ -78,7 +79,7 @@ class UnsupConfig:
         return cls(**base)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
+        """Raise :class:`BadValueError` naming the first bad field."""
         positive = (
             "cascades",
             "iterations",
@@ -94,10 +95,11 @@ class UnsupConfig:
             "image_size",
         )
         for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.synth_max_steps < 0:
-            raise ValueError("synth_max_steps must be >= 0")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("synth_max_steps", self.synth_max_steps, low=0, integer=True)
+        check_number("seed", self.seed, low=0, high=MAX_SEED, integer=True)
+        for name in ("lr", "synth_lr"):
+            check_number(name, getattr(self, name), low=0, low_open=True)
         InitKind(self.init)
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,19 +36,24 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint, versions
+from ..checkpoint import load_checkpoint, load_state, save_checkpoint, versions
 from ..losses import gradient_penalty, wasserstein_loss
 from ..models.appd import quantize_uint8, sample_p0
+from ..rundir import claim
 from ..synthesis import NegativePool
 from ..synthesis.ascent import AscentSampler, critic_fn
 from ..synthesis.cascade import METHOD, build_critic
 from ..unsup_data import PositiveSource, load_positives
+from .resume import RUN_FILES, check_resume_settings
 from .supervised import NonFiniteLossError, ResumeError, resolve_device
 from .unsup_config import Preset, UnsupConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Preset", "UnsupConfig", "train_unsupervised"]  # config re-exported
+
+# Settings a resumed run may change: how many cascades, where and how fast (see .resume).
+RESUME_FREE = ("cascades", "device", "out", "progress", "data_dir", "download", "image", "folder")
 
 
 @dataclass
@@ -142,8 +147,8 @@ class _Run:
                 f"checkpoint stopped at iteration {int(ckpt['iteration']) + 1} of a cascade; "
                 f"--iterations {self.cfg.iterations} is too small to continue it"
             )
-        self.model.load_state_dict(ckpt["model_state"])
-        self.opt.load_state_dict(ckpt["optimizer_state"])
+        load_state(self.model, ckpt["model_state"], self.cfg.out, "critic")
+        load_state(self.opt, ckpt["optimizer_state"], self.cfg.out, "optimizer")
         self.pool.load_state_dict(ckpt["pool_state"])
         self.init_source = ckpt["init_source"]
         self.gen.set_state(ckpt["rng"]["gen"])
@@ -307,6 +312,7 @@ def train_unsupervised(
     cfg: UnsupConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     command: str | None = None,
     source: PositiveSource | None = None,
     stop_after: int | None = None,
@@ -315,7 +321,9 @@ def train_unsupervised(
 
     Args:
         cfg: the run's configuration (:meth:`UnsupConfig.preset` for budgets).
-        resume: continue from ``cfg.out/checkpoint-last.pt`` exactly (RNG, optimizer, pool).
+        resume: continue from ``cfg.out/checkpoint-last.pt`` exactly (RNG, optimizer, pool);
+            every setting but those in ``RESUME_FREE`` must equal the run's.
+        overwrite: replace a run already in ``cfg.out`` (else such a folder is refused).
         command: command line stored in the record.
         source: positives to use instead of loading ``cfg.dataset``.
         stop_after: end after this many iterations in this call (checkpoint kept; resume later).
@@ -325,17 +333,32 @@ def train_unsupervised(
 
     Raises:
         NonFiniteLossError: the critic loss diverged.
-        ResumeError, DataUnavailableError, ModelSpecError, ValueError: bad input.
+        UserError (ResumeError, RunDirError, DataUnavailableError, ModelSpecError,
+        BadValueError): bad input, raised before any training.
     """
     cfg.validate()
-    out = Path(cfg.out)
     device = resolve_device(cfg.device)
+    with claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite):
+        return _train_unsupervised(cfg, resume, command, source, stop_after, device)
+
+
+def _train_unsupervised(
+    cfg: UnsupConfig,
+    resume: bool,
+    command: str | None,
+    source: PositiveSource | None,
+    stop_after: int | None,
+    device: torch.device,
+) -> dict[str, Any]:
+    out = Path(cfg.out)
     last = out / "checkpoint-last.pt"
     ckpt = None
     if resume:
         if not last.exists():
             raise ResumeError(f"--resume: no {last} to resume from")
         ckpt = load_checkpoint(last)
+        had = UnsupConfig.from_dict(ckpt["config"]).to_dict()
+        check_resume_settings(had, cfg.to_dict(), RESUME_FREE, str(out))
     if source is None:
         source = load_positives(
             cfg.dataset,
@@ -346,7 +369,6 @@ def train_unsupervised(
             download=cfg.download,
             limit=cfg.limit,
         )
-    out.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, source, device)
     if ckpt is not None:
         run.restore(ckpt)
