@@ -1,54 +1,35 @@
 """Command line: ``robust-winn train | quickstart | list | reproduce | attack``.
 
 Thin by design (DESIGN §1): parse options, build a config, call one library function. Bad
-input (unknown names, bad numbers, unreadable files, missing data) ends with one line
-``Error: ...`` and exit code 2; a diverging loss with exit code 1; Ctrl-C with exit code 130
-after the last finished epoch's checkpoint has been kept.
+input (a :class:`robust_winn.errors.UserError`: unknown names, bad numbers, unreadable or
+unwritable paths, missing data, foreign checkpoints) ends with one line ``Error: ...`` and exit
+code 2; a diverging loss with exit code 1; Ctrl-C with exit code 130 after the last finished
+epoch's checkpoint has been kept; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .checkpoint import CheckpointError
+from .cli_common import (
+    SEED,
+    FiniteFloat,
+    RobustWinnGroup,
+    command_line,
+    device_option_check,
+    overwrite_option,
+    setup_logging,
+)
 from .config import FastPathConfig, Method, Precision, StopRule, SynthesisConfig, TrainConfig
-from .data import DataUnavailableError
-
-USER_ERRORS = (DataUnavailableError, CheckpointError, KeyError, ValueError)
 
 
-class UserError(click.ClickException):
-    """Bad input: printed as one ``Error:`` line, exit code 2."""
-
-    exit_code = 2
-
-
-class _Group(click.Group):
-    """A group whose errors are one line (no usage banner), with the exit code kept."""
-
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(1)
-        except click.ClickException as exc:
-            msg = exc.format_message()
-            if isinstance(exc, click.UsageError) and exc.ctx is not None:
-                msg += f" (see '{exc.ctx.command_path} --help')"
-            click.echo(f"Error: {msg}", err=True)
-            sys.exit(exc.exit_code)
-        if standalone_mode:
-            sys.exit(rv if isinstance(rv, int) else 0)
-        return rv
+class _Group(RobustWinnGroup):
+    """The main group; ``train --mode unsupervised`` is routed to ``train-unsupervised``."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         """``train --mode unsupervised ...`` runs ``train-unsupervised ...`` (paper §4, Alg. 1)."""
@@ -73,21 +54,6 @@ def _pop_mode(args: list[str]) -> tuple[str | None, list[str]]:
     return None, list(args)
 
 
-def _message(exc: BaseException) -> str:
-    return exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-
-
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
-        force=True,
-    )
-
-
-def _command_line() -> str:
-    return "robust-winn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="robust-winn")
 def main() -> None:
@@ -109,7 +75,7 @@ def _train_options(fn: Any) -> Any:
         click.option("--method", type=click.Choice([m.value for m in Method]), default="winn",
                      show_default=True,
                      help="baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP)."),
-        click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True,
+        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
                      help="Passes over the training split (paper/code: 200)."),
         click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
                      help="Root holding the torchvision layout, e.g. DIR/MNIST/raw/*.gz."),
@@ -121,17 +87,17 @@ def _train_options(fn: Any) -> Any:
                      help="Keep only the first N training images (quick runs)."),
         click.option("--limit-test", type=click.IntRange(min=1), default=None,
                      help="Keep only the first N test images (quick runs)."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seeds initialisation, data order, pool draws and synthesis."),
-        click.option("--device", default="auto", show_default=True,
+        click.option("--device", default="auto", show_default=True, callback=device_option_check,
                      help="auto (cuda if available), cpu, cuda or cuda:N."),
         click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
                      help="Positives per step (and as many pseudo-negatives)."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-3,
                      show_default=True, help="Classifier Adam learning rate (betas 0.0, 0.9)."),
-        click.option("--alpha", type=click.FloatRange(min=0), default=0.01, show_default=True,
+        click.option("--alpha", type=FiniteFloat(min=0), default=0.01, show_default=True,
                      help="Weight of the WINN term (paper: 0.01)."),
-        click.option("--gp-lambda", type=click.FloatRange(min=0), default=10.0, show_default=True,
+        click.option("--gp-lambda", type=FiniteFloat(min=0), default=10.0, show_default=True,
                      help="Gradient-penalty weight lambda."),
         click.option("--synth-max-steps", type=click.IntRange(min=0), default=2000,
                      show_default=True, help="Cap on Adam steps per synthesis pass (code: 2000)."),
@@ -190,28 +156,27 @@ def _config(kw: dict[str, Any], out: str) -> TrainConfig:
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output folder: checkpoint-best.pt, checkpoint-last.pt, record.json, epochs.csv.")
 @click.option("--resume", is_flag=True,
-              help="Continue from OUT/checkpoint-last.pt (exactly: RNG, optimizer and pool restored).")
-def train(out: str, resume: bool, **kw: Any) -> None:
+              help="Continue from OUT/checkpoint-last.pt (exactly: RNG, optimizer and pool restored); "
+                   "only --epochs, --device, --data-dir and speed options may differ from the run's.")
+@overwrite_option()
+def train(out: str, resume: bool, overwrite: bool, **kw: Any) -> None:
     """Train a classifier by cross-entropy (baseline) or WINN (paper §5.6).
 
     `--mode unsupervised` trains a WINN generator instead and takes the options of
     `robust-winn train-unsupervised --help` (paper §4, Algorithm 1).
     """
-    from .models import ModelSpecError
-    from .training import NonFiniteLossError, ResumeError
+    from .training import NonFiniteLossError
     from .training import train as run_train
 
-    _setup_logging(kw["quiet"])
+    setup_logging(kw["quiet"])
     cfg = _config(kw, out)
     try:
-        record = run_train(cfg, resume=resume, command=_command_line())
+        record = run_train(cfg, resume=resume, overwrite=overwrite, command=command_line())
     except NonFiniteLossError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted. Finished epochs are kept in {out}; continue with --resume.", err=True)
         sys.exit(130)
-    except (ModelSpecError, ResumeError, *USER_ERRORS) as exc:
-        raise UserError(_message(exc)) from exc
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
     tb = record["test_error_at_best_val"]
@@ -274,7 +239,8 @@ def _reproduce_options(fn: Any) -> Any:
                      help="Where runs are trained, reused and resumed (shared by Tables 2-4)."),
         click.option("--out", "out_dir", default="results", show_default=True,
                      help="Folder for the table files."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N]."),
+        click.option("--device", default="auto", show_default=True, callback=device_option_check,
+                     help="auto, cpu, cuda[:N]."),
         click.option("--allow-cpu-resnet", is_flag=True,
                      help="Run ResNet-32 rows on the CPU too (hours per run)."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
@@ -297,26 +263,25 @@ def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
     """Table 2: test error of baseline vs WINN, mean ± std over seeds."""
     from .reproduce import GridSpec, reproduce_table2
 
-    _setup_logging(False)
+    setup_logging(False)
     spec = GridSpec(
         rows=rows, seeds=kw["seeds"], epochs=kw["epochs"], synth_max_steps=kw["synth_max_steps"],
         data_dir=kw["data_dir"], runs_dir=kw["runs_dir"], device=kw["device"],
         allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
     )
-    try:
-        reproduce_table2(spec, out_dir=kw["out_dir"], command=_command_line())
-    except USER_ERRORS as exc:
-        raise UserError(_message(exc)) from exc
+    reproduce_table2(spec, out_dir=kw["out_dir"], command=command_line())
     click.echo((Path(kw["out_dir"]) / "table2.md").read_text())
 
 
 @main.command()
 @click.option("--out", default="runs/quickstart", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the two runs, the attack record and summary.md.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of both runs and the attacks.")
+@click.option("--device", default="auto", show_default=True, callback=device_option_check,
+              help="auto, cpu, cuda[:N].")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of both runs and the attacks.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def quickstart(out: str, device: str, seed: int, no_progress: bool) -> None:
+@overwrite_option("quickstart")
+def quickstart(out: str, device: str, seed: int, no_progress: bool, overwrite: bool) -> None:
     """Offline demo: baseline vs WINN on the bundled MNIST sample, then FGSM and PGD.
 
     Trains both methods (8 epochs on 2,500 real MNIST images; 50 new pseudo-negatives per class
@@ -327,12 +292,9 @@ def quickstart(out: str, device: str, seed: int, no_progress: bool) -> None:
     from .quickstart import QUICK
     from .quickstart import quickstart as run_quickstart
 
-    _setup_logging(False)
-    try:
-        table = run_quickstart(out, device=device, seed=seed, progress=not no_progress,
-                               command=_command_line())
-    except USER_ERRORS as exc:
-        raise UserError(_message(exc)) from exc
+    setup_logging(False)
+    table = run_quickstart(out, device=device, seed=seed, progress=not no_progress,
+                           overwrite=overwrite, command=command_line())
     click.echo(f"\nbaseline vs WINN on the bundled MNIST sample ({QUICK['epochs']} epochs, "
                f"eps {QUICK['eps']} in [0,1] pixel units, 1,000 test images):\n")
     click.echo(table.to_markdown(index=False))
@@ -359,17 +321,14 @@ def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> Non
     """Table 3: MNIST FGSM (eps 0.125) and PGD adversarial error, correction rates."""
     from .attacks.tables import reproduce_table3
 
-    _setup_logging(False)
-    try:
-        reproduce_table3(
-            kw["out_dir"], seeds=kw["seeds"], epochs=kw["epochs"], data_dir=kw["data_dir"],
-            arch=archs, dataset=dataset, runs_dir=kw["runs_dir"], device=kw["device"],
-            synth_max_steps=kw["synth_max_steps"], allow_cpu_resnet=kw["allow_cpu_resnet"],
-            limit_test=kw["limit_test"], progress=not kw["no_progress"], extra=_table_extra(kw),
-            command=_command_line(),
-        )
-    except USER_ERRORS as exc:
-        raise UserError(_message(exc)) from exc
+    setup_logging(False)
+    reproduce_table3(
+        kw["out_dir"], seeds=kw["seeds"], epochs=kw["epochs"], data_dir=kw["data_dir"],
+        arch=archs, dataset=dataset, runs_dir=kw["runs_dir"], device=kw["device"],
+        synth_max_steps=kw["synth_max_steps"], allow_cpu_resnet=kw["allow_cpu_resnet"],
+        limit_test=kw["limit_test"], progress=not kw["no_progress"], extra=_table_extra(kw),
+        command=command_line(),
+    )
     click.echo((Path(kw["out_dir"]) / "table3.md").read_text())
 
 
@@ -379,16 +338,13 @@ def reproduce_table4_cmd(**kw: Any) -> None:
     """Table 4: SVHN ResNet-32 FGSM (eps 0.005); marked not run here without the SVHN files."""
     from .attacks.tables import reproduce_table4
 
-    _setup_logging(False)
-    try:
-        reproduce_table4(
-            kw["out_dir"], seeds=kw["seeds"], epochs=kw["epochs"], data_dir=kw["data_dir"],
-            runs_dir=kw["runs_dir"], device=kw["device"], synth_max_steps=kw["synth_max_steps"],
-            allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
-            command=_command_line(),
-        )
-    except USER_ERRORS as exc:
-        raise UserError(_message(exc)) from exc
+    setup_logging(False)
+    reproduce_table4(
+        kw["out_dir"], seeds=kw["seeds"], epochs=kw["epochs"], data_dir=kw["data_dir"],
+        runs_dir=kw["runs_dir"], device=kw["device"], synth_max_steps=kw["synth_max_steps"],
+        allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
+        command=command_line(),
+    )
     click.echo((Path(kw["out_dir"]) / "table4.md").read_text())
 
 
@@ -415,7 +371,8 @@ _register_commands()
 @click.option("--runs-root", default="runs", show_default=True,
               help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant>.")
 @click.option("--out", "out_dir", default="results", show_default=True, help="Table folder.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda[:N].")
+@click.option("--device", default="auto", show_default=True, callback=device_option_check,
+              help="auto, cpu, cuda[:N].")
 @click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only.")
 @click.option("--limit-test", type=click.IntRange(min=1), default=None,
               help="Attack only the first N test images.")
@@ -424,15 +381,12 @@ def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
     """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
     from .ablations import DEFAULT_VARIANTS, AblationSpec, run_ablations
 
-    _setup_logging(False)
+    setup_logging(False)
     spec = AblationSpec(
         variants=[v for v in DEFAULT_VARIANTS if v.name in variants], seeds=kw["seeds"],
         dataset=kw["dataset"], data_dir=kw["data_dir"], runs_dir=kw["runs_root"],
         device=kw["device"], limit_test=kw["limit_test"], progress=not kw["no_progress"],
         extra={"limit_train": kw["limit_train"]} if kw["limit_train"] else {},
     )
-    try:
-        run_ablations(spec, out_dir=kw["out_dir"], command=_command_line())
-    except USER_ERRORS as exc:
-        raise UserError(_message(exc)) from exc
+    run_ablations(spec, out_dir=kw["out_dir"], command=command_line())
     click.echo((Path(kw["out_dir"]) / "ablations.md").read_text())

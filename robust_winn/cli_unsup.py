@@ -2,13 +2,13 @@
 
 Thin (DESIGN §1): parse, build an :class:`UnsupConfig`, call one library function. The command
 objects are :data:`train_unsupervised_cmd`, :data:`generate_cmd` and :data:`score_cmd`; the main
-``robust-winn`` group registers them. Bad input ends with one ``Error:`` line and exit code 2.
+``robust-winn`` group registers them. Bad input (a :class:`robust_winn.errors.UserError`)
+ends with one ``Error:`` line and exit code 2 through the main group; output paths and the
+scoring classifier are checked before any image is generated.
 """
 
 from __future__ import annotations
 
-import logging
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,40 +16,39 @@ from typing import Any
 import click
 import torch
 
-from .checkpoint import CheckpointError
-from .data import DataUnavailableError
+from .cli_common import (
+    SEED,
+    RobustWinnCommand,
+    command_line,
+    device_option_check,
+    overwrite_option,
+    setup_logging,
+    trust_option,
+)
+from .errors import BadValueError, one_line
 from .models.appd import InitKind
+from .rundir import check_writable_file
 from .synthesis.anysize import PatchLayout
 
-__all__ = ["UnsupUsageError", "train_unsupervised_cmd", "generate_cmd", "score_cmd"]
-
-_USER_ERRORS = (DataUnavailableError, CheckpointError, KeyError, ValueError, FileNotFoundError)
-
-
-class UnsupUsageError(click.ClickException):
-    """Bad input: printed as one ``Error:`` line, exit code 2."""
-
-    exit_code = 2
-
-
-def _one_line(exc: BaseException) -> str:
-    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(msg).split())
-
-
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
-    )
+__all__ = ["train_unsupervised_cmd", "generate_cmd", "score_cmd"]
 
 
 def _device(name: str) -> torch.device:
     from .training.supervised import resolve_device
 
-    try:
-        return resolve_device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise click.BadParameter(_one_line(exc), param_hint="'--device'") from exc
+    return resolve_device(name)
+
+
+def _check_image_path(path: str, option: str) -> None:
+    """An image file name PIL can write, in a folder that can be written (before any work)."""
+    from PIL import Image
+
+    Image.init()
+    suffix = Path(path).suffix.lower()
+    if suffix not in Image.EXTENSION:
+        raise BadValueError(f"{option} {path}: unknown image type {suffix or '(no suffix)'!r}; "
+                            f"use e.g. .png or .jpg")
+    check_writable_file(path, option)
 
 
 def _cascades(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
@@ -67,7 +66,7 @@ def _cascades(ctx: click.Context, param: click.Parameter, value: str) -> int | s
 _POS = click.IntRange(min=1)
 
 
-@click.command("train-unsupervised")
+@click.command("train-unsupervised", cls=RobustWinnCommand)
 @click.option(
     "--dataset",
     type=click.Choice(["texture", "image-folder", "celeba", "mnist", "svhn", "cifar10"]),
@@ -130,42 +129,41 @@ _POS = click.IntRange(min=1)
     type=click.Path(file_okay=False),
     help="Output folder: checkpoint-last.pt, record.json, iterations.csv.",
 )
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint-last.pt exactly.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint-last.pt exactly (only "
+              "--cascades, --device, data paths and --no-progress may differ from the run's).")
+@overwrite_option()
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds everything.")
+@click.option("--device", default="auto", show_default=True, callback=device_option_check,
+              help="auto, cpu, cuda or cuda:N.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar (hidden anyway when not a TTY).")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 def train_unsupervised_cmd(
-    preset: str, out: str, resume: bool, no_quantize: bool, no_progress: bool, quiet: bool, **kw: Any
+    preset: str, out: str, resume: bool, overwrite: bool, no_quantize: bool, no_progress: bool,
+    quiet: bool, **kw: Any,
 ) -> None:
     """Train an unsupervised WINN (Algorithm 1 with cascades, paper §3-5)."""
-    from .models import ModelSpecError
     from .training.distributed import launched_by_torchrun
-    from .training.supervised import NonFiniteLossError, ResumeError
+    from .training.supervised import NonFiniteLossError
     from .training.unsupervised import UnsupConfig, train_unsupervised
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     if launched_by_torchrun():  # every rank would train alone and all write to one --out
-        raise UnsupUsageError(
+        raise click.UsageError(
             "unsupervised training runs in one process; under torchrun (WORLD_SIZE > 1) only "
             "supervised `robust-winn train` and `robust-winn attack` are distributed"
         )
-    _device(kw["device"])
     if kw["dataset"] == "texture" and not kw["image"]:
         raise click.UsageError("--dataset texture needs --image FILE")
     if kw["dataset"] == "image-folder" and not kw["folder"]:
         raise click.UsageError("--dataset image-folder needs --folder DIR")
     cfg = UnsupConfig.preset(preset, out=out, quantize=not no_quantize, progress=not no_progress, **kw)
-    cmd = "robust-winn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        record = train_unsupervised(cfg, resume=resume, command=cmd)
+        record = train_unsupervised(cfg, resume=resume, overwrite=overwrite, command=command_line())
     except NonFiniteLossError as exc:
-        raise click.ClickException(_one_line(exc)) from exc
+        raise click.ClickException(one_line(exc)) from exc
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted. Finished iterations are kept in {out}; continue with --resume.", err=True)
         sys.exit(130)
-    except (ModelSpecError, ResumeError, *_USER_ERRORS) as exc:
-        raise UnsupUsageError(_one_line(exc)) from exc
     click.echo(
         f"unsupervised WINN {cfg.arch} on {record['dataset']['name']}: {record['cascades_done']} cascades, "
         f"{record['iterations_run']} iterations; wrote {Path(out) / 'checkpoint-last.pt'}"
@@ -184,19 +182,10 @@ def _generate(
 ) -> torch.Tensor:
     from .synthesis.cascade import generate
 
-    try:
-        return generate(
-            checkpoint,
-            n,
-            cascades=cascades,
-            size=size,
-            seed=seed,
-            device=_device(device),
-            max_steps=max_steps,
-            **kw,
-        )
-    except (*_USER_ERRORS,) as exc:
-        raise UnsupUsageError(_one_line(exc)) from exc
+    return generate(
+        checkpoint, n, cascades=cascades, size=size, seed=seed, device=_device(device),
+        max_steps=max_steps, **kw,
+    )
 
 
 _CKPT = click.option(
@@ -213,12 +202,14 @@ _CASC = click.option(
     help="'all' or how many cascades of the chain to run.",
 )
 _COMMON = [
-    click.option("--seed", type=int, default=0, show_default=True, help="Seeds p0 and every tau."),
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds p0 and every tau."),
+    click.option("--device", default="auto", show_default=True, callback=device_option_check,
+                 help="auto, cpu, cuda or cuda:N."),
     click.option(
         "--max-steps", type=click.IntRange(min=0), default=None, help="Ascent step cap [default: the run's]."
     ),
     click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr."),
+    trust_option,
 ]
 
 
@@ -228,11 +219,13 @@ def _common(fn: Any) -> Any:
     return fn
 
 
-@click.command("generate")
+@click.command("generate", cls=RobustWinnCommand)
 @_CKPT
 @_CASC
 @click.option("--n", type=_POS, default=64, show_default=True, help="Images to generate.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG grid to write.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Image grid to write (.png, .jpg, ...); an existing file is refused without "
+                   "--overwrite.")
 @click.option(
     "--size",
     type=click.IntRange(min=16),
@@ -252,6 +245,7 @@ def _common(fn: Any) -> Any:
 @click.option(
     "--save", type=click.Path(dir_okay=False), default=None, help="Also save the tensor (torch.save)."
 )
+@overwrite_option("files named by --out and --save")
 @_common
 def generate_cmd(
     checkpoint: str,
@@ -262,17 +256,26 @@ def generate_cmd(
     patches_per_step: int,
     layout: str,
     save: str | None,
+    overwrite: bool,
     seed: int,
     device: str,
     max_steps: int | None,
     quiet: bool,
+    trust_code: bool,
 ) -> None:
     """Sample images through the cascade chain and write a PNG grid (REFERENCE §3.7, §3.9)."""
     from .synthesis.cascade import save_grid
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     if out is None and save is None:
         raise click.UsageError("give --out GRID.png and/or --save FILE")
+    if out is not None:
+        _check_image_path(out, "--out")
+    if save is not None:
+        check_writable_file(save, "--save")
+    for option, path in (("--out", out), ("--save", save)):
+        if path is not None and Path(path).exists() and not overwrite:
+            raise BadValueError(f"{option} {path} exists; pass --overwrite to replace it")
     x = _generate(
         checkpoint,
         n,
@@ -283,6 +286,7 @@ def generate_cmd(
         max_steps,
         patches_per_step=patches_per_step,
         layout=layout,
+        trust_code=trust_code,
     )
     if out is not None:
         save_grid(x, out)
@@ -293,7 +297,7 @@ def generate_cmd(
         click.echo(f"saved tensor {tuple(x.shape)} to {save}")
 
 
-@click.command("score")
+@click.command("score", cls=RobustWinnCommand)
 @_CKPT
 @_CASC
 @click.option("--n", type=_POS, default=50_000, show_default=True, help="Images to generate and score.")
@@ -324,35 +328,34 @@ def score_cmd(
     device: str,
     max_steps: int | None,
     quiet: bool,
+    trust_code: bool,
 ) -> None:
     """Inception score (or digit score with --classifier) of N generated images (paper §5.5)."""
+    from .checkpoint import load_classifier
     from .scores import digit_score, inception_score, inception_weights_path
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     if classifier is not None and inception_weights is not None:
         raise click.UsageError("give either --classifier or --inception-weights, not both")
     if splits > n:
         raise click.BadParameter(f"must be <= --n ({n}), got {splits}", param_hint="'--splits'")
-    try:
-        if classifier is None:
-            inception_weights_path(inception_weights)  # fail before generating anything
-        elif not Path(classifier).is_file():
-            raise CheckpointError(f"checkpoint {classifier} does not exist")
-    except _USER_ERRORS as exc:
-        raise UnsupUsageError(_one_line(exc)) from exc
+    dev = _device(device)
+    # Everything that can fail on bad input is checked before generating anything.
+    scorer = None
+    if classifier is None:
+        inception_weights_path(inception_weights)
+    else:
+        scorer = load_classifier(classifier, map_location=dev, trust_code=trust_code)
     parts = [
-        _generate(checkpoint, min(chunk, n - s), cascades, None, seed + i, device, max_steps)
+        _generate(checkpoint, min(chunk, n - s), cascades, None, seed + i, device, max_steps,
+                  trust_code=trust_code)
         for i, s in enumerate(range(0, n, chunk))
     ]
     images = torch.cat(parts)
-    dev = _device(device)
-    try:
-        if classifier is not None:
-            mean, std = digit_score(images, classifier, splits=splits, device=dev)
-            name = "digit score"
-        else:
-            mean, std = inception_score(images, weights=inception_weights, splits=splits, device=dev)
-            name = "Inception score"
-    except _USER_ERRORS as exc:
-        raise UnsupUsageError(_one_line(exc)) from exc
+    if scorer is not None:
+        mean, std = digit_score(images, scorer, splits=splits, device=dev)
+        name = "digit score"
+    else:
+        mean, std = inception_score(images, weights=inception_weights, splits=splits, device=dev)
+        name = "Inception score"
     click.echo(f"{name} of {n} images: {mean:.3f} +- {std:.3f}")

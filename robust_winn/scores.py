@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checkpoint import load_classifier
+from .errors import BadValueError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
 INCEPTION_URL = f"https://download.pytorch.org/models/{INCEPTION_FILE}"
 
 
-class InceptionWeightsMissing(FileNotFoundError):
+class InceptionWeightsMissing(UserError, FileNotFoundError):
     """The Inception-v3 weight file is not on this machine."""
 
 
@@ -56,7 +58,7 @@ def score_from_probs(probs: Tensor, *, splits: int = 10) -> tuple[float, float]:
     if probs.dim() != 2 or probs.shape[0] == 0:
         raise ValueError(f"probs must be a non-empty (N, K) tensor, got {tuple(probs.shape)}")
     if not 1 <= splits <= probs.shape[0]:
-        raise ValueError(f"splits must be in 1..N={probs.shape[0]}, got {splits}")
+        raise BadValueError(f"splits must be in 1..N={probs.shape[0]}, got {splits}")
     p = probs.double()
     n = p.shape[0]
     scores = []
@@ -122,7 +124,7 @@ def classifier_probs(
             elif x.shape[1] == 1:
                 x = x.expand(-1, c, -1, -1)
             else:
-                raise ValueError(f"cannot feed {x.shape[1]}-channel images to a {c}-channel classifier")
+                raise BadValueError(f"cannot feed {x.shape[1]}-channel images to a {c}-channel classifier")
         if tuple(x.shape[2:]) != (h, w):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         out.append(F.softmax(model(x).float(), dim=1).cpu())
@@ -145,14 +147,20 @@ def inception_score(
 
 def digit_score(
     images: Tensor,
-    classifier: str | Path,
+    classifier: str | Path | tuple[nn.Module, dict[str, Any]],
     *,
     splits: int = 10,
     batch_size: int = 100,
     device: str | torch.device = "cpu",
 ) -> tuple[float, float]:
-    """The Inception-score formula with a robust_winn classifier checkpoint's p(y|x)."""
-    model, state = load_classifier(classifier, map_location=device)
+    """The Inception-score formula with a robust_winn classifier checkpoint's p(y|x).
+
+    ``classifier`` is a checkpoint path or what :func:`load_classifier` returned for one.
+    """
+    if isinstance(classifier, tuple):
+        model, state = classifier
+    else:
+        model, state = load_classifier(classifier, map_location=device)
     shape = tuple(int(s) for s in state["model"]["image_shape"])
     probs = classifier_probs(model, images, image_shape=shape, batch_size=batch_size, device=device)
     return score_from_probs(probs, splits=splits)

@@ -71,29 +71,31 @@ def test_user_classifier_by_import_string(files, tmp_path) -> None:
         "--eps", "0.05", "--eps", "0.1", "--out", str(tmp_path), "--quiet",
     )
     assert code == 0, output
-    for name in ("record.json", "table.csv", "table.md", "curve.csv", "curve.png"):
+    for name in ("attack-record.json", "attack-table.csv", "attack-table.md", "attack-curve.csv",
+                 "attack-curve.png"):
         assert (tmp_path / name).stat().st_size > 0, name
-    rec = json.loads((tmp_path / "record.json").read_text())
+    rec = json.loads((tmp_path / "attack-record.json").read_text())
     assert rec["n"] == 48 and rec["eps"] == [0.05, 0.1]
     assert rec["command"].startswith("robust-winn attack --arch custom_model:tiny_cnn")
     assert {"torch", "torchattacks"} <= set(rec["versions"]) and rec["device"] == "cpu"
-    table = pd.read_csv(tmp_path / "table.csv")
+    table = pd.read_csv(tmp_path / "attack-table.csv")
     assert len(table) == 2 * 2 + 2  # attacks x eps + worst-case rows
     assert (table["adversarial_error_%"] >= table["clean_error_%"]).all()
-    curve = pd.read_csv(tmp_path / "curve.csv")
+    curve = pd.read_csv(tmp_path / "attack-curve.csv")
     assert sorted(curve["eps"].unique()) == [0.0, 0.05, 0.1]
     assert "adversarial error" in output
 
 
 def test_two_checkpoints_give_table3_layout(files, tmp_path) -> None:
+    # the checkpoints name a user factory: the user trusts it by naming it with --arch
     code, output = run("--model", str(files["model"]), "--baseline", str(files["baseline"]),
-                       "--limit", "32", "--out", str(tmp_path), "--quiet")
+                       "--arch", "custom_model:tiny_cnn", "--limit", "32", "--out", str(tmp_path), "--quiet")
     assert code == 0, output
-    table = pd.read_csv(tmp_path / "table.csv")
+    table = pd.read_csv(tmp_path / "attack-table.csv")
     assert set(table["referee"]) == {"model", "baseline"}
     assert {"correction_by_model_%", "correction_by_baseline_%",
             "transfer_error_model_%"} <= set(table.columns)
-    rec = json.loads((tmp_path / "record.json").read_text())
+    rec = json.loads((tmp_path / "attack-record.json").read_text())
     assert rec["dataset"] == "sample"  # taken from the checkpoint
     assert rec["inputs"] == {"model": str(files["model"]), "baseline": str(files["baseline"])}
     assert "correction by model of these errors" in output
@@ -112,7 +114,7 @@ def test_two_checkpoints_give_table3_layout(files, tmp_path) -> None:
         (["--dataset", "mnist", "--data-dir", "/nonexistent"], "MNIST"),
         (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
         (["--weights", "@weights"], "--weights needs --arch"),
-        ([], "exactly one of them"),
+        ([], "give the model to attack"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, args, needle) -> None:

@@ -51,7 +51,7 @@ def test_generate_writes_grid_and_tensor(ckpt: Path, tmp_path: Path):
     assert x.shape == (6, 3, 16, 16) and x.abs().max() <= 1
     r = _run(generate_cmd, ["--checkpoint", str(ckpt), "--n", "1", "--cascades", "1", "--size", "24",
                             "--patches-per-step", "2", "--max-steps", "1", "--device", "cpu",
-                            "--save", str(saved), "--quiet"])  # fmt: skip
+                            "--save", str(saved), "--quiet", "--overwrite"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert torch.load(saved, weights_only=True).shape == (1, 3, 24, 24)
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import DataSplits, ImageSet, load_dataset
+from ..errors import BadValueError
 from ..metrics import correction_rates, error_rate, worst_case_error, wrong_mask
 from ..models import ModelSpecError
 from ..models.frozen import frozen_eval
@@ -63,10 +64,10 @@ class _Data:
         else:
             images, labels = data
             if not images.is_floating_point() or images.dim() != 4:
-                raise ValueError("images must be a float (N, C, H, W) tensor in [-1, 1]")
+                raise BadValueError("images must be a float (N, C, H, W) tensor in [-1, 1]")
             lo, hi = float(images.min()), float(images.max())
             if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
-                raise ValueError(
+                raise BadValueError(
                     f"images must lie in [-1, 1] (robust_winn models see x/255*2-1); got "
                     f"[{lo:.3g}, {hi:.3g}]"
                 )
@@ -75,7 +76,7 @@ class _Data:
             self._x, self._y = images[:limit], labels[:limit].long()
             self.n = int(self._x.shape[0])
         if self.n == 0:
-            raise ValueError("the test set is empty")
+            raise BadValueError("the test set is empty")
 
     def restrict(self, start: int, stop: int) -> None:
         """Keep rows [start, stop) only (one rank's share of a distributed evaluation)."""
@@ -101,7 +102,7 @@ def _resolve_device(device: str | torch.device | None, model: nn.Module) -> torc
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but no CUDA device is available")
+        raise BadValueError(f"device {device!r} was asked for but no CUDA device is available")
     return dev
 
 
@@ -185,20 +186,20 @@ def evaluate(
     t0 = time.perf_counter()
     named = {"model": models} if isinstance(models, nn.Module) else dict(models)
     if not named:
-        raise ValueError("no model to evaluate")
+        raise BadValueError("no model to evaluate")
     specs = [parse_attack(a) for a in attacks]
     if not specs:
-        raise ValueError("no attack given")
+        raise BadValueError("no attack given")
     if len({s.label for s in specs}) != len(specs):
-        raise ValueError("the same attack is listed twice")
+        raise BadValueError("the same attack is listed twice")
     eps_list = sorted({check_eps(e) for e in eps})
     if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+        raise BadValueError("batch_size must be >= 1")
     data = _Data(dataset, data_dir=data_dir, limit=limit)
     ctx = current()
     if ctx.enabled:
         if data.n < ctx.world_size:
-            raise ValueError(f"{data.n} test images cannot be shared by {ctx.world_size} processes")
+            raise BadValueError(f"{data.n} test images cannot be shared by {ctx.world_size} processes")
         data.restrict(*shard_bounds(data.n, ctx))
     dev = _resolve_device(device, next(iter(named.values())))
     warnings: list[str] = []

@@ -86,12 +86,16 @@ def _plot(curves: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+# An attack's files; prefixed so that they never collide with a training run's record.json.
+ATTACK_FILES = ("attack-record.json", "attack-table.csv", "attack-table.md", "attack-curve.csv",
+                "attack-curve.png")
+
+
 def write_attack_outputs(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write record.json, table.csv, table.md, curve.csv and curve.png under ``out``."""
+    """Write :data:`ATTACK_FILES` under ``out``; returns them keyed by the unprefixed name."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / k for k in ("record.json", "table.csv", "table.md", "curve.csv",
-                                  "curve.png")}
+    paths = {k.removeprefix("attack-"): out / k for k in ATTACK_FILES}
     paths["record.json"].write_text(json.dumps(record, indent=2))
     table = attack_table(record)
     table.to_csv(paths["table.csv"], index=False)

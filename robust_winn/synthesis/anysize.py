@@ -34,6 +34,7 @@ from enum import Enum
 import torch
 from torch import Tensor, nn
 
+from ..errors import BadValueError
 from ..models.frozen import frozen_eval
 from .ascent import critic_fn
 
@@ -153,9 +154,11 @@ def synthesize_anysize(
     wrap = layout is PatchLayout.TORUS
     want = working_size(size, patch, layout)
     if tuple(init.shape[1:]) != want:
-        raise ValueError(f"init must be (C, {want[0]}, {want[1]}) for target {size}, got {tuple(init.shape)}")
+        raise BadValueError(
+            f"init must be (C, {want[0]}, {want[1]}) for target {size}, got {tuple(init.shape)}"
+        )
     if patches_per_step < 1:
-        raise ValueError("patches_per_step must be >= 1")
+        raise BadValueError("patches_per_step must be >= 1")
     f = critic_fn(model) if isinstance(model, nn.Module) else model
     hw = init.shape[1:]
     span = (hw[0], hw[1]) if wrap else (hw[0] - patch + 1, hw[1] - patch + 1)
