@@ -180,13 +180,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wgan_ckpt = args.wgan_checkpoint
     if wgan_ckpt is None:
         t0 = time.perf_counter()
-        train_wgan_gp(wgan_cfg, command=command)
+        train_wgan_gp(wgan_cfg, command=command, overwrite=True)  # scratch work dir
         times["wgan_gp_train_s"] = time.perf_counter() - t0
         wgan_ckpt = str(work / "wgan_gp" / "checkpoint-last.pt")
     winn_ckpt = args.winn_checkpoint
     if winn_ckpt is None:
         t0 = time.perf_counter()
-        train_unsupervised(winn_cfg, command=command)
+        train_unsupervised(winn_cfg, command=command, overwrite=True)
         times["winn_single_train_s"] = time.perf_counter() - t0
         winn_ckpt = str(work / "winn_single" / "checkpoint-last.pt")
 

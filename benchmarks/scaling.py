@@ -85,7 +85,7 @@ def train_command(args: argparse.Namespace, setup: Setup, out: Path) -> list[str
         "--val-size", str(args.val_size), "--limit-test", str(args.limit_test),
         "--batch-size", str(args.batch_size), "--synth-per-class", str(args.synth_per_class),
         "--synth-max-steps", str(args.synth_max_steps), "--seed", "0", "--device", setup.device,
-        "--no-progress", "--quiet", *shlex.split(args.train_args), "--out", str(out),
+        "--no-progress", "--quiet", "--overwrite", *shlex.split(args.train_args), "--out", str(out),
     ]
 
 

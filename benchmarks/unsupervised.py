@@ -53,11 +53,12 @@ def _texture(args: argparse.Namespace, runs: Path, out: Path, log: list[dict[str
     image = str(Path(args.data_dir) / "textures" / f"{args.texture}.png")
     run(["train", "--mode", "unsupervised", "--dataset", "texture", "--image", image, "--preset", "quick",
          "--cascades", "2", "--iterations", str(args.tex_iterations), "--synth-max-steps",
-         str(args.tex_steps), "--device", args.device, "--no-progress", "--out", str(tex)], log)
+         str(args.tex_steps), "--device", args.device, "--no-progress", "--overwrite",
+         "--out", str(tex)], log)
     ck = str(tex / "checkpoint-last.pt")
-    run(["generate", "--checkpoint", ck, "--n", "16", "--device", args.device,
+    run(["generate", "--checkpoint", ck, "--n", "16", "--device", args.device, "--overwrite",
          "--out", str(out / f"{args.texture}-64.png")], log)
-    run(["generate", "--checkpoint", ck, "--n", "1", "--size", "256", "--device", args.device,
+    run(["generate", "--checkpoint", ck, "--n", "1", "--size", "256", "--device", args.device, "--overwrite",
          "--out", str(out / f"{args.texture}-256.png")], log)
     return {}
 
@@ -71,9 +72,9 @@ def _digits(args: argparse.Namespace, runs: Path, out: Path, log: list[dict[str,
          "--ramp-max", "5", "--k-passes", "3", "--init-images", str(args.digit_new_last_iter),
          "--new-per-iter", str(args.digit_new_per_iter), "--new-last-iter", str(args.digit_new_last_iter),
          "--synth-max-steps", str(args.digit_steps), "--pool-capacity", "20000",
-         "--device", args.device, "--no-progress", "--out", str(dig)], log)
+         "--device", args.device, "--no-progress", "--overwrite", "--out", str(dig)], log)
     ck = str(dig / "checkpoint-last.pt")
-    run(["generate", "--checkpoint", ck, "--n", "64", "--device", args.device,
+    run(["generate", "--checkpoint", ck, "--n", "64", "--device", args.device, "--overwrite",
          "--out", str(out / "mnist-digits.png")], log)
     scores: dict[str, Any] = {}
     for name, extra in (("generator", []), ("p0_no_ascent", ["--max-steps", "0"])):
