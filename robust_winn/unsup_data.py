@@ -14,11 +14,18 @@ Sources (all return a :class:`PositiveSource` with ``draw(n, generator)``):
 
 A finite set is drawn without replacement while it is large enough, with replacement
 otherwise (REFERENCE §3.6 step 1).
+
+Every bad input (a missing, unreadable, corrupt or non-image file, an empty folder, an image
+smaller than the crop, a bad size or limit) raises a :class:`~robust_winn.errors.UserError`
+(``DataUnavailableError`` or ``BadValueError``) whose one-line message names the file; a plain
+``ValueError`` / ``TypeError`` here means a programming error (DESIGN §5.4).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -27,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data import DataUnavailableError, load_dataset, to_model_range
+from .data import load_dataset, to_model_range
+from .errors import BadValueError, DataUnavailableError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +108,10 @@ class TextureCrops(PositiveSource):
     def __init__(self, image: Tensor, *, crop: int = 64, name: str = "texture") -> None:
         if image.dtype != torch.uint8 or image.dim() != 3:
             raise ValueError("texture image must be a uint8 (C, H, W) tensor")
+        _check_positive(crop, "crop size")
         c, h, w = image.shape
         if h < crop or w < crop:
-            raise ValueError(f"texture image is {h}x{w}, smaller than the {crop}x{crop} crop")
+            raise BadValueError(f"{name}: texture image is {h}x{w}, smaller than the {crop}x{crop} crop")
         self.name, self.image, self.crop = name, image, crop
         self.image_shape = (int(c), crop, crop)
 
@@ -119,51 +128,134 @@ class TextureCrops(PositiveSource):
         return {**super().describe(), "texture_size": list(self.image.shape[1:]), "crop": self.crop}
 
 
-def read_image(path: str | Path, *, size: int | None = None, channels: int = 3) -> Tensor:
-    """Read an image file as uint8 (C, H, W), RGB (or L when ``channels=1``), resized if asked."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataUnavailableError(f"image file {path} does not exist")
+def _exists(path: Path) -> bool:
+    """``path.exists()``, but a folder we may not search (EACCES) is a one-line data error."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.BICUBIC)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataUnavailableError(f"cannot read image {path}: {exc}") from exc
+        return path.exists()
+    except OSError as exc:
+        raise DataUnavailableError(f"cannot access {path}: {exc.strerror or exc}") from exc
+
+
+def _check_positive(value: object, what: str) -> None:
+    """``value`` must be a positive int (a size, crop or limit given by the user)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise BadValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+@contextmanager
+def _reading_image(path: Path) -> Iterator[None]:
+    """Turn whatever PIL raises on a bad file into one :class:`DataUnavailableError` line.
+
+    PIL raises ``OSError`` (``UnidentifiedImageError``, truncated data, no permission), but also
+    ``SyntaxError`` (broken PNG chunks), ``ValueError`` and ``DecompressionBombError`` (an
+    ``Exception``) for damaged or hostile files.
+    """
+    from PIL import Image
+
+    try:
+        yield
+    except IsADirectoryError as exc:
+        raise DataUnavailableError(f"{path} is a directory, not an image file") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
+        raise DataUnavailableError(f"cannot read image {path}: {reason}") from exc
+
+
+def read_image(path: str | Path, *, size: int | None = None, channels: int = 3) -> Tensor:
+    """Read an image file as uint8 (C, H, W), RGB (or L when ``channels=1``), resized if asked.
+
+    Raises:
+        DataUnavailableError: the file is missing, not a regular file, unreadable or not an
+            image PIL can decode (the message names it).
+        BadValueError: ``size`` is not a positive integer.
+    """
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if size is not None:
+        _check_positive(size, "image size")
+    path = Path(path)
+    if not _exists(path):
+        raise DataUnavailableError(f"image file {path} does not exist")
+    if not path.is_file():  # a folder, or a FIFO that open() would block on
+        raise DataUnavailableError(f"{path} is not a regular file, not an image")
+    with _reading_image(path), Image.open(path) as im:
+        im = im.convert("RGB" if channels == 3 else "L")
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.BICUBIC)
+        arr = np.asarray(im, dtype=np.uint8)
     t = torch.from_numpy(arr.copy())
     return t.permute(2, 0, 1).contiguous() if t.dim() == 3 else t.unsqueeze(0)
 
 
 def _folder(folder: Path, size: int, limit: int | None) -> ImageTensorSource:
-    if not folder.is_dir():
+    if not _exists(folder):
         raise DataUnavailableError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not folder.is_dir():
+        raise DataUnavailableError(f"image folder {folder} is a file, not a folder")
+    try:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise DataUnavailableError(f"cannot list image folder {folder}: {exc.strerror or exc}") from exc
     if not files:
-        raise DataUnavailableError(f"no {'/'.join(IMAGE_SUFFIXES)} files in {folder}")
+        raise DataUnavailableError(
+            f"no {'/'.join(IMAGE_SUFFIXES)} files in {folder} (subfolders included); "
+            f"put the positive images there"
+        )
     files = files[:limit] if limit else files
     images = torch.stack([read_image(p, size=size) for p in files])
     log.info("image-folder: %d images of %dx%d from %s", len(files), size, size, folder)
     return ImageTensorSource("image-folder", images)
 
 
+def _celeba_problem(folder: Path) -> str:
+    """Why torchvision refused ``folder`` (``DIR/celeba``): the first missing or altered file."""
+    import torchvision.datasets as tvd
+    import torchvision.datasets.celeba as tv_celeba
+
+    for _, md5, filename in tvd.CelebA.file_list:
+        path = folder / filename
+        if path.suffix in (".zip", ".7z"):  # torchvision allows the archives to be deleted
+            continue
+        if not _exists(path):
+            return f"{path} is missing"
+        try:
+            ok = tv_celeba.check_integrity(str(path), md5)
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror or exc}"
+        if not ok:
+            return f"{path} is not the official file (md5 differs: truncated or altered)"
+    images = folder / "img_align_celeba"
+    if not _exists(images) or not images.is_dir():
+        return f"{images} is not a folder of images"
+    return ""
+
+
 def _celeba(root: Path, size: int, download: bool, limit: int | None) -> ImageTensorSource:
     import torchvision.datasets as tvd
 
+    folder = root / "celeba"
     try:
         ds = tvd.CelebA(str(root), split="train", target_type=[], download=download)
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
+        if download:
+            raise DataUnavailableError(f"celeba: download into {folder} failed: {one_line(exc)}") from exc
+        problem = _celeba_problem(folder) or one_line(exc)
         raise DataUnavailableError(
-            f"celeba: files missing under {root / 'celeba'} ({exc}); expected torchvision's layout "
-            f"(img_align_celeba/ and list_eval_partition.txt)"
+            f"celeba: {problem}; expected torchvision's layout under {folder} (img_align_celeba/ and the "
+            f"five official list_*.txt / identity_CelebA.txt files), or pass --download"
         ) from exc
     n = min(len(ds), limit) if limit else len(ds)
+    if n == 0:
+        partition = folder / "list_eval_partition.txt"
+        raise DataUnavailableError(f"celeba: no training images listed in {partition}")
     out = torch.empty(n, 3, size, size, dtype=torch.uint8)
     for i in range(n):
-        img = torch.from_numpy(np.asarray(ds[i][0].convert("RGB"), dtype=np.uint8).copy())  # (218, 178, 3)
+        path = folder / "img_align_celeba" / ds.filename[i]
+        with _reading_image(path):
+            pil = ds[i][0].convert("RGB")
+        img = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy())  # (218, 178, 3)
         img = img.permute(2, 0, 1).float()[None]  # (1, 3, H, W)
         h, w = img.shape[2:]
         s = min(h, w)
@@ -201,21 +293,33 @@ def load_positives(
         limit: keep the first N images of a finite set.
 
     Raises:
-        ValueError: unknown name or a missing ``image`` / ``folder`` argument.
-        DataUnavailableError: files missing; the message says where they must be.
+        BadValueError: unknown name, a missing ``image`` / ``folder`` argument, a size or limit
+            that is not a positive integer, or a texture smaller than the crop (a ``ValueError``).
+        DataUnavailableError: files missing, unreadable or corrupt, or an empty folder; the
+            one-line message names the file and says what to do.
     """
     try:
         kind = UnsupDataset(name)
     except ValueError as exc:
         choices = ", ".join(d.value for d in UnsupDataset)
-        raise ValueError(f"unknown unsupervised dataset {name!r}; choose one of: {choices}") from exc
+        raise BadValueError(f"unknown unsupervised dataset {name!r}; choose one of: {choices}") from exc
+    _check_positive(size, "image size")
+    if limit is not None:
+        _check_positive(limit, "limit")
     if kind is UnsupDataset.TEXTURE:
         if image is None:
-            raise ValueError("dataset 'texture' needs an image file (--image FILE)")
-        return TextureCrops(read_image(image), crop=size, name=f"texture:{Path(image).name}")
+            raise BadValueError("dataset 'texture' needs an image file (--image FILE)")
+        texture = read_image(image)
+        h, w = texture.shape[1:]
+        if h < size or w < size:
+            raise BadValueError(
+                f"texture image {image} is {h}x{w}, smaller than the {size}x{size} crop; "
+                f"use a larger image or a smaller --image-size"
+            )
+        return TextureCrops(texture, crop=size, name=f"texture:{Path(image).name}")
     if kind is UnsupDataset.IMAGE_FOLDER:
         if folder is None:
-            raise ValueError("dataset 'image-folder' needs a folder (--folder DIR)")
+            raise BadValueError("dataset 'image-folder' needs a folder (--folder DIR)")
         return _folder(Path(folder), size, limit)
     if kind is UnsupDataset.CELEBA:
         return _celeba(Path(data_dir), size, download, limit)
