@@ -5,6 +5,11 @@ architecture); every variant is trained for several seeds, paired with the cross
 baseline of the same seed, architecture and epochs, and both best-validation checkpoints are
 attacked with FGSM (the paper's attack) and PGD. Baselines and the default WINN runs are
 shared with Tables 2-3 (``runs/table2``); variants live in ``runs/ablations/<variant>``.
+
+Every row of the table is measured, so before any training the rows already in
+``out_dir/ablations.json`` are compared with the ones this run will write: a measured
+(variant, attack) row that this run would drop (another ``--variant`` or attack list) is
+refused unless ``replace_measured``. The files are written atomically.
 """
 
 from __future__ import annotations
@@ -20,15 +25,19 @@ import pandas as pd
 import torch
 
 from .attacks.harness import evaluate
-from .attacks.registry import parse_attack
+from .attacks.registry import check_eps, parse_attack
 from .attacks.tables import PGD_MNIST, seed_numbers
 from .checkpoint import load_classifier, versions
 from .config import Method, SynthesisConfig, TrainConfig
 from .data import load_dataset
-from .reproduce import mean_std, train_or_reuse
+from .errors import BadValueError
+from .reproduce import MEASURED, check_measured_kept, mean_std, train_or_reuse, write_files_atomically
+from .rundir import check_writable
 from .training import resolve_device
 
-__all__ = ["Variant", "DEFAULT_VARIANTS", "run_ablations"]
+__all__ = ["ABLATIONS_KEY", "AblationSpec", "Variant", "DEFAULT_VARIANTS", "run_ablations"]
+
+ABLATIONS_KEY = ("variant", "attack")  # the columns that name a row of ablations.json
 
 
 @dataclass(frozen=True)
@@ -87,11 +96,33 @@ def _config(spec: AblationSpec, v: Variant, method: Method, seed: int) -> TrainC
     return replace(cfg, **spec.extra)
 
 
-def run_ablations(spec: AblationSpec, *, out_dir: str | Path, command: str) -> pd.DataFrame:
-    """Train (or reuse) every variant x seed with its baseline, attack both, write the table."""
+def run_ablations(
+    spec: AblationSpec, *, out_dir: str | Path, command: str, replace_measured: bool = False,
+) -> pd.DataFrame:
+    """Train (or reuse) every variant x seed with its baseline, attack both, write the table.
+
+    Args:
+        spec: variants, seeds, data and attacks.
+        out_dir: folder of ``ablations.{csv,md,json}`` and ``ablations-seeds.csv``.
+        command: the command line, stored in the outputs.
+        replace_measured: allow measured rows of the existing ``ablations.json`` that this run
+            does not measure again to vanish (``--replace-measured``).
+
+    Raises:
+        UnknownNameError, BadValueError: a bad attack or eps (before any work).
+        RunDirError: ``out_dir`` not writable, or measured rows would be dropped (checked
+            before any training), or a run folder holds another configuration.
+        DataUnavailableError: the dataset's files are missing.
+    """
     t0 = time.perf_counter()
     dev = resolve_device(spec.device)
     attacks = [parse_attack(a).label for a in spec.attacks]
+    eps = check_eps(spec.eps)
+    if not spec.variants or not spec.seeds:
+        raise BadValueError("ablations need at least one variant and one seed")
+    out = check_writable(out_dir, "--out")
+    planned = {(v.name, a): MEASURED for v in spec.variants for a in attacks}
+    check_measured_kept(out, "ablations", ABLATIONS_KEY, planned, replace_measured=replace_measured)
     data = load_dataset(spec.dataset, data_dir=spec.data_dir, limit_test=spec.limit_test)
     rows, per_seed, warnings = [], [], []
     for v in spec.variants:
@@ -104,7 +135,7 @@ def run_ablations(spec: AblationSpec, *, out_dir: str | Path, command: str) -> p
                 rec = train_or_reuse(cfg, command)
                 train_s += rec["wall_time_s"] if method is Method.WINN else 0.0
                 models[method.value], _ = load_classifier(Path(cfg.out) / "checkpoint-best.pt", dev)
-            record = evaluate(models, dataset=data, attacks=attacks, eps=[spec.eps], device=dev,
+            record = evaluate(models, dataset=data, attacks=attacks, eps=[eps], device=dev,
                               seed=seed)
             warnings += [f"{v.name} seed {seed}: {w}" for w in record["warnings"]]
             for a in attacks:
@@ -114,7 +145,7 @@ def run_ablations(spec: AblationSpec, *, out_dir: str | Path, command: str) -> p
         for a in attacks:
             row: dict[str, Any] = {
                 "variant": v.name, "alpha": v.alpha, "synth_max_steps": v.synth_max_steps,
-                "epochs": v.epochs, "arch": v.arch, "attack": a, "eps": spec.eps,
+                "epochs": v.epochs, "arch": v.arch, "attack": a, "eps": eps,
             }
             for key in nums[a][0]:
                 if key != "seed":
@@ -123,8 +154,8 @@ def run_ablations(spec: AblationSpec, *, out_dir: str | Path, command: str) -> p
             row["notes"] = v.notes
             rows.append(row)
     df = pd.DataFrame(rows)
-    _write(df, pd.DataFrame(per_seed), Path(out_dir), {
-        "command": command, "seeds": list(spec.seeds), "eps": spec.eps, "device": str(dev),
+    _write(df, pd.DataFrame(per_seed), out, {
+        "command": command, "seeds": list(spec.seeds), "eps": eps, "device": str(dev),
         "threads": torch.get_num_threads(), "versions": versions(),
         "date": time.strftime("%Y-%m-%d"), "wall_time_s": time.perf_counter() - t0,
         "warnings": warnings, "limit_test": spec.limit_test,
@@ -137,11 +168,7 @@ def _fmt(m: Any, s: Any) -> str:
 
 
 def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "ablations.csv", index=False)
-    seeds.to_csv(out / "ablations-seeds.csv", index=False)
-    (out / "ablations.json").write_text(json.dumps({**meta, "rows": df.to_dict("records")},
-                                                   indent=2, default=str))
+    """The four ablation files, rendered in full first, then written atomically together."""
     keys = ("baseline_clean_error", "winn_clean_error", "baseline_adv_error", "winn_adv_error",
             "correction_by_winn", "correction_by_baseline")
     lines = [
@@ -165,4 +192,9 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any
               "(baseline) vs 7.99 (WINN); correction 90.00 by WINN, 46.93 by baseline."]
     if meta["warnings"]:
         lines += ["", "Sanity warnings:", ""] + [f"- {w}" for w in meta["warnings"]]
-    (out / "ablations.md").write_text("\n".join(lines) + "\n")
+    write_files_atomically({
+        out / "ablations.csv": df.to_csv(index=False),
+        out / "ablations-seeds.csv": seeds.to_csv(index=False),
+        out / "ablations.json": json.dumps({**meta, "rows": df.to_dict("records")}, indent=2, default=str),
+        out / "ablations.md": "\n".join(lines) + "\n",
+    })

@@ -4,15 +4,24 @@ Every number comes from a ``record.json`` written by :func:`robust_winn.training
 tables are rendered from those records with pandas, never typed. Runs live under
 ``runs_dir/{dataset}-{arch}-{method}-s{seed}`` and are reused (or resumed) when present, so
 Tables 3 and 4 attack the very checkpoints Table 2 reports.
+
+Table files are never silently degraded: before any training, :func:`check_measured_kept`
+compares the rows a run will produce with the table already in the output folder and refuses
+(``RunDirError``) to replace a measured row (status ``"run"``) with a "not run here" row or to
+drop it, unless ``replace_measured`` is set (``--replace-measured``). Every table file is
+written whole or not at all (:func:`write_files_atomically`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import statistics
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,12 +32,15 @@ import torch
 from .checkpoint import versions
 from .config import Method, SynthesisConfig, TrainConfig
 from .data import DataUnavailableError, load_dataset
+from .errors import RunDirError, UserError
+from .rundir import check_writable
 from .training import resolve_device, train
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "GridSpec", "PAPER_TABLE2", "mean_std", "reproduce_table2", "run_dir", "run_grid", "train_or_reuse",
+    "GridSpec", "MEASURED", "PAPER_TABLE2", "TABLE2_KEY", "check_measured_kept", "mean_std", "plan_grid",
+    "reproduce_table2", "run_dir", "run_grid", "train_or_reuse", "write_files_atomically",
 ]
 
 # Paper Table 2, test error in percent.
@@ -42,6 +54,8 @@ PAPER_TABLE2: dict[tuple[str, str, str], float] = {
 }
 NO_DATA = "not run here (data unavailable offline)"
 NO_GPU = "not run here (no GPU: ResNet-32 rows need --device cuda or --allow-cpu-resnet)"
+MEASURED = "run"  # the status of a row whose numbers this code measured
+TABLE2_KEY = ("dataset", "arch", "method")  # the columns that name a row of table2.csv
 
 
 @dataclass
@@ -66,46 +80,98 @@ def run_dir(spec: GridSpec, dataset: str, arch: str, method: str, seed: int) -> 
 
 
 def _row_status(spec: GridSpec, dataset: str, arch: str) -> str | None:
-    """None if the row can run here, else the reason it is not run."""
+    """None if the row can run here, else the reason it is not run.
+
+    A dataset whose files are missing from an existing ``data_dir`` gives a "not run here" row
+    (an offline machine without SVHN); a ``data_dir`` that does not exist at all is an error,
+    since it is far more often a typo than a statement about the machine.
+
+    Raises:
+        DataUnavailableError: the dataset needs ``data_dir`` and that folder does not exist.
+        UnknownNameError: an unknown dataset name.
+    """
     try:
         load_dataset(dataset, data_dir=spec.data_dir, download=False)
     except DataUnavailableError:
+        if not Path(spec.data_dir).exists():
+            raise DataUnavailableError(
+                f"--data-dir {spec.data_dir} does not exist and the {dataset} rows need data from "
+                f"it; give the folder that holds the datasets (torchvision layout), or create it "
+                f"empty to mark the rows that need data as not run here"
+            ) from None
         return NO_DATA
     if arch.startswith("resnet") and resolve_device(spec.device).type == "cpu" and not spec.allow_cpu_resnet:
         return NO_GPU
     return None
 
 
+def plan_grid(spec: GridSpec) -> dict[tuple[str, str], str]:
+    """The status of every (dataset, arch) row, known before any training: ``"run"`` or why not.
+
+    Raises:
+        DataUnavailableError: a row needs data from a ``data_dir`` that does not exist.
+        UnknownNameError: an unknown dataset name.
+    """
+    return {(d, a): _row_status(spec, d, a) or MEASURED for d, a in spec.rows}
+
+
+def _read_record(rec_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The record of a run folder and its config as a dict; RunDirError if it is unusable."""
+    try:
+        rec = json.loads(rec_path.read_text())
+        had = TrainConfig.from_dict(rec["config"]).to_dict()  # older records: default fast paths
+        _ = (rec["status"], rec["epochs_run"])  # both are needed by the caller
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError) as exc:
+        raise RunDirError(
+            f"{rec_path} is not a readable robust_winn run record ({type(exc).__name__}: "
+            f"{exc}); move that run away or use another --runs-dir"
+        ) from None
+    return rec, had
+
+
 def train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
-    """Reuse a finished run with the same config, resume a shorter one, or train afresh."""
+    """Reuse a finished run with the same config, resume a shorter one, or train afresh.
+
+    Raises:
+        RunDirError: the run folder holds an unreadable record or a run with another
+            configuration (it is never overwritten).
+    """
     out = Path(cfg.out)
     rec_path = out / "record.json"
     if rec_path.exists():
-        rec = json.loads(rec_path.read_text())
-        had = TrainConfig.from_dict(rec["config"]).to_dict()  # older records: default fast paths
-        same = {k: v for k, v in had.items() if k not in ("epochs", "progress", "out")} == {
-            k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "progress", "out")
-        }
-        if same and rec["status"] == "completed" and rec["epochs_run"] == cfg.epochs:
+        rec, had = _read_record(rec_path)
+        ignore = ("epochs", "progress", "out")
+        want = cfg.to_dict()
+        diff = sorted(k for k in set(had) | set(want) if k not in ignore and had.get(k) != want.get(k))
+        if not diff and rec["status"] == "completed" and rec["epochs_run"] == cfg.epochs:
             log.info("reusing %s", out)
             return rec
-        if same and rec["epochs_run"] < cfg.epochs and (out / "checkpoint-last.pt").exists():
+        if not diff and rec["epochs_run"] < cfg.epochs and (out / "checkpoint-last.pt").exists():
             log.info("resuming %s at epoch %d", out, rec["epochs_run"])
             return train(cfg, resume=True, command=command)
-        if not same:
-            raise ValueError(f"{out} holds a run with another configuration; use another --runs-dir")
+        if diff:
+            raise RunDirError(
+                f"{out} holds a run with another configuration (differs in {', '.join(diff)}); "
+                f"use another --runs-dir"
+            )
     return train(cfg, command=command)
 
 
-def run_grid(spec: GridSpec, command: str) -> list[dict[str, Any]]:
-    """Train (or reuse) every run of the grid; one result dict per (row, method)."""
+def run_grid(
+    spec: GridSpec, command: str, *, plan: Mapping[tuple[str, str], str] | None = None,
+) -> list[dict[str, Any]]:
+    """Train (or reuse) every run of the grid; one result dict per (row, method).
+
+    ``plan`` is :func:`plan_grid`'s answer when the caller already has it (it loads data).
+    """
+    plan = plan_grid(spec) if plan is None else plan
     results = []
     for dataset, arch in spec.rows:
-        status = _row_status(spec, dataset, arch)
+        status = plan[(dataset, arch)]
         for method in (Method.BASELINE, Method.WINN):
             entry: dict[str, Any] = {"dataset": dataset, "arch": arch, "method": method.value,
-                                     "status": status or "run", "records": {}}
-            if status is None:
+                                     "status": status, "records": {}}
+            if status == MEASURED:
                 for seed in spec.seeds:
                     cfg = TrainConfig(
                         dataset=dataset, data_dir=spec.data_dir, arch=arch, method=method,
@@ -118,6 +184,118 @@ def run_grid(spec: GridSpec, command: str) -> list[dict[str, Any]]:
                     entry["records"][seed] = train_or_reuse(cfg, command)
             results.append(entry)
     return results
+
+
+def _is_measured(status: Any) -> bool:
+    """A row counts as measured unless its status says otherwise ("not run here ...")."""
+    if status is None or (isinstance(status, float) and math.isnan(status)):
+        return True  # no status column (ablations.json): every row there was measured
+    return str(status).strip() in ("", MEASURED)
+
+
+def _existing_rows(out_dir: Path, name: str) -> tuple[Path, list[dict[str, Any]]] | None:
+    """The rows of ``out_dir/name.json`` (else ``name.csv``), or None if neither exists."""
+    for path in (out_dir / f"{name}.json", out_dir / f"{name}.csv"):
+        if not path.exists():
+            continue
+        try:
+            if path.suffix == ".json":
+                rows = json.loads(path.read_text())["rows"]
+            else:
+                rows = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise TypeError("its rows are not a list of records")
+        except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError) as exc:
+            raise RunDirError(
+                f"cannot tell which rows of the existing table {path} are measured ({exc}); pass "
+                f"--replace-measured to replace it, or choose another --out"
+            ) from None
+        return path, rows
+    return None
+
+
+def check_measured_kept(
+    out_dir: str | Path, name: str, key: Sequence[str], planned: Mapping[tuple[str, ...], str],
+    *, replace_measured: bool = False,
+) -> None:
+    """Refuse to replace measured rows of the table already in ``out_dir`` by rows not measured.
+
+    The existing table is ``out_dir/name.json`` (its ``rows``) or else ``name.csv``. A row there
+    is measured when its ``status`` is ``"run"`` or it has no status (ablations). Each measured
+    row, named by its ``key`` columns, must be measured again by the new run: ``planned`` maps
+    the key of every row the run will write to its status. A measured row that would become
+    "not run here ..." or "not requested", or would be dropped, is refused, so that e.g. a
+    mistyped ``--data-dir`` never overwrites committed results.
+
+    Args:
+        out_dir: the table folder.
+        name: the table's file stem (``table2``, ``table3``, ``table4``, ``ablations``).
+        key: the columns that name a row (e.g. ``("dataset", "arch", "attack")``).
+        planned: key (values as text) -> status of the new run's rows.
+        replace_measured: the user passed ``--replace-measured``: no check.
+
+    Raises:
+        RunDirError: measured rows would be lost (the message names them), or the existing
+            table cannot be read.
+    """
+    if replace_measured:
+        return
+    found = _existing_rows(Path(out_dir), name)
+    if found is None:
+        return
+    path, rows = found
+    lost: list[str] = []
+    for row in rows:
+        if not _is_measured(row.get("status")):
+            continue
+        missing = [c for c in key if c not in row]
+        if missing:
+            raise RunDirError(
+                f"cannot tell which rows of the existing table {path} are measured (no column "
+                f"{', '.join(missing)}); pass --replace-measured to replace it, or choose another --out"
+            )
+        k = tuple(str(row[c]) for c in key)
+        now = planned.get(k)
+        if now != MEASURED:
+            lost.append(f"{'/'.join(k)} -> {now or 'dropped'}")
+    if lost:
+        shown = "; ".join(lost[:6]) + (f"; and {len(lost) - 6} more" if len(lost) > 6 else "")
+        raise RunDirError(
+            f"{path} holds measured results that this run would not measure again: {shown}. "
+            f"Pass --replace-measured to replace them anyway, or choose another --out"
+        )
+
+
+def write_files_atomically(files: Mapping[Path, str]) -> None:
+    """Write text files so that an interruption never leaves half a file or half a table.
+
+    Every file is first written in full to a temporary file in its folder (``NAME.<random>.tmp``,
+    flushed and fsynced), and only then are all of them renamed over their targets with
+    ``os.replace``: a reader sees each file either old or new, and the whole set changes within
+    a few renames. Temporary files are removed on any failure. A replaced file keeps its mode;
+    a new one gets 0644.
+    """
+    tmps: list[tuple[Path, Path]] = []
+    try:
+        for path, text in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+            tmps.append((Path(tmp), path))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def _table2_keys(df: pd.DataFrame) -> dict[tuple[str, ...], str]:
+    return {tuple(str(r[c]) for c in TABLE2_KEY): str(r["status"]) for r in df.to_dict("records")}
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -156,8 +334,6 @@ def _fmt(m: float | None, s: float | None) -> str:
 
 def write_table2(df: pd.DataFrame, out_dir: Path, meta: dict[str, Any]) -> None:
     """results/table2.csv (machine-readable) and table2.md (paper beside ours, with provenance)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_dir / "table2.csv", index=False)
     lines = [
         "# Table 2: test error (%), paper vs robust_winn",
         "",
@@ -188,14 +364,34 @@ def write_table2(df: pd.DataFrame, out_dir: Path, meta: dict[str, Any]) -> None:
         "test epoch, which the released code logs and which selects on the test set "
         "(REFERENCE §1.8 cannot tell which the paper reports).",
     ]
-    (out_dir / "table2.md").write_text("\n".join(lines) + "\n")
+    write_files_atomically({
+        out_dir / "table2.csv": df.to_csv(index=False),
+        out_dir / "table2.md": "\n".join(lines) + "\n",
+    })
 
 
-def reproduce_table2(spec: GridSpec, *, out_dir: str | Path = "results", command: str) -> pd.DataFrame:
-    """Train the grid, write results/table2.{csv,md}, return the frame."""
+def reproduce_table2(
+    spec: GridSpec, *, out_dir: str | Path = "results", command: str, replace_measured: bool = False,
+) -> pd.DataFrame:
+    """Train the grid, write results/table2.{csv,md}, return the frame.
+
+    Before any training the output folder is checked (writable) and so is the existing
+    ``table2.csv`` there: a measured row that this run would mark "not run here" or drop is
+    refused unless ``replace_measured`` (:func:`check_measured_kept`).
+
+    Raises:
+        RunDirError: ``out_dir`` not writable, measured rows would be lost, or a run folder of
+            ``runs_dir`` holds another configuration.
+        DataUnavailableError: ``data_dir`` does not exist and a row needs data.
+    """
     t0 = time.perf_counter()
-    results = run_grid(spec, command)
+    out = check_writable(out_dir, "--out")
+    plan = plan_grid(spec)
+    planned = {(d, a, m.value): plan[(d, a)] for d, a in spec.rows for m in (Method.BASELINE, Method.WINN)}
+    check_measured_kept(out, "table2", TABLE2_KEY, planned, replace_measured=replace_measured)
+    results = run_grid(spec, command, plan=plan)
     df = table2_frame(results)
+    check_measured_kept(out, "table2", TABLE2_KEY, _table2_keys(df), replace_measured=replace_measured)
     meta = {
         "command": command, "seeds": ", ".join(map(str, spec.seeds)), "epochs": spec.epochs,
         "synth_max_steps": spec.synth_max_steps, "device": str(resolve_device(spec.device)),
@@ -204,5 +400,5 @@ def reproduce_table2(spec: GridSpec, *, out_dir: str | Path = "results", command
         "reproduce_wall_time_s": time.perf_counter() - t0,
         "date": time.strftime("%Y-%m-%d"), "versions": versions(),
     }
-    write_table2(df, Path(out_dir), meta)
+    write_table2(df, out, meta)
     return df

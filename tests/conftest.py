@@ -15,9 +15,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = tmp_path_factory.getbasetemp() / "rw-cache"
-    monkeypatch.setenv("ROBUST_WINN_CACHE", str(cache))
+def _threads() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

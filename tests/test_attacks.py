@@ -13,6 +13,7 @@ from torch import nn
 from robust_winn.attacks import build_attack, evaluate, list_attacks, parse_attack
 from robust_winn.attacks.sanity import run_sanity_checks
 from robust_winn.data import load_dataset
+from robust_winn.errors import BadValueError, UnknownNameError
 from robust_winn.models import ModelSpecError
 
 
@@ -112,14 +113,17 @@ def test_seeded_runs_repeat(model, batch) -> None:
 
 
 def test_bad_names_and_eps_are_rejected(model, batch) -> None:
-    with pytest.raises(KeyError, match="choose one of: .*fgsm"):
+    """User errors (exit 2 on the command line), never a plain KeyError/ValueError (a bug)."""
+    with pytest.raises(UnknownNameError, match="choose one of: .*fgsm"):
         parse_attack("fgsn")
-    with pytest.raises(ValueError, match="takes no parameter stepz"):
+    with pytest.raises(BadValueError, match="takes no parameter stepz"):
         parse_attack("pgd:stepz=3")
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(BadValueError, match=r"\[0, 1\]"):
         _atk("fgsm", model, 1.5)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(BadValueError, match=r"\[0, 1\]"):
         evaluate(model, dataset=batch, eps=[-0.1])
+    with pytest.raises(BadValueError, match="pgd: alpha must be > 0, got -0.01"):
+        evaluate(model, dataset=batch, attacks=["pgd:alpha=-0.01"])
     assert {"fgsm", "pgd", "autoattack", "square"} <= set(list_attacks())
 
 

@@ -13,6 +13,7 @@ SMOKE = ["--seeds", "0,1", "--epochs", "1", "--synth-max-steps", "2", "--device"
 
 
 def test_table2_from_records_and_reuse(tmp_path: Path):
+    (tmp_path / "nodata").mkdir()  # exists without SVHN: "not run here" (a missing folder is an error)
     args = ["reproduce", "table2", *SMOKE, "--rows", "sample:vanilla,svhn:resnet32",
             "--data-dir", str(tmp_path / "nodata"), "--runs-dir", str(tmp_path / "runs"),
             "--out", str(tmp_path / "res")]

@@ -6,6 +6,11 @@ when their record.json exists), so these tables attack the very checkpoints Tabl
 Each seed's ``checkpoint-best.pt`` (best validation epoch) of both methods is attacked with
 FGSM at the paper's eps, and with PGD as a stronger check. Numbers are rendered from the
 harness records with pandas, never typed; the paper's numbers sit beside them.
+
+Before any training or attacking, the output folder is checked and the rows the run will write
+are compared with the table already there: a measured row that would become "not run here"
+(e.g. after a mistyped ``--data-dir``) or vanish is refused unless ``replace_measured``
+(:func:`robust_winn.reproduce.check_measured_kept`). The files are written atomically.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,22 @@ import torch
 
 from ..checkpoint import load_classifier, versions
 from ..data import load_dataset
-from ..reproduce import NO_GPU, GridSpec, mean_std, run_dir, run_grid
+from ..errors import BadValueError
+from ..reproduce import (
+    MEASURED,
+    NO_GPU,
+    GridSpec,
+    check_measured_kept,
+    mean_std,
+    plan_grid,
+    run_dir,
+    run_grid,
+    write_files_atomically,
+)
+from ..rundir import check_writable
 from ..training import resolve_device
 from .harness import evaluate
-from .registry import parse_attack
+from .registry import check_eps, parse_attack
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +59,8 @@ PAPER_TABLE4 = {"resnet32": (29.29, 19.53, 74.39, 51.37)}
 SEED_COLUMNS = ("arch", "attack", "eps", "seed", "baseline_clean_error", "winn_clean_error",
                 *METRICS)
 PGD_MNIST = "pgd:steps=40,alpha=0.01"  # Madry et al. 2018's MNIST step count and size
+TABLE_KEY = ("dataset", "arch", "attack")  # the columns that name a row of table3/4.json
+NOT_REQUESTED = "not requested"
 
 
 def seed_numbers(record: dict[str, Any], attack: str) -> dict[str, float | None]:
@@ -78,23 +97,48 @@ def _attack_seed(
                     device=dev, seed=seed)
 
 
+def _arch_statuses(
+    spec: GridSpec, dataset: str, archs: Sequence[str], paper: Mapping[str, tuple[float, ...]],
+    plan: Mapping[tuple[str, str], str],
+) -> dict[str, str]:
+    """Status of every row's architecture: the grid's plan, or why a paper-only row is not run."""
+    cpu = resolve_device(spec.device).type == "cpu"
+    out = {}
+    for arch in dict.fromkeys([*archs, *paper]):
+        if (dataset, arch) in plan:
+            out[arch] = plan[(dataset, arch)]
+        elif arch.startswith("resnet") and cpu and not spec.allow_cpu_resnet:
+            out[arch] = NO_GPU
+        else:
+            out[arch] = NOT_REQUESTED
+    return out
+
+
 def _reproduce(
     name: str, *, dataset: str, archs: Sequence[str], paper: dict[str, tuple[float, ...]],
     eps: float, attacks: Sequence[str], spec: GridSpec, out_dir: Path, limit_test: int | None,
-    batch_size: int, command: str | None,
+    batch_size: int, command: str | None, replace_measured: bool,
 ) -> pd.DataFrame:
     t0 = time.perf_counter()
+    # Every input is checked before the first run is trained: no hour of work is lost to a typo.
     attacks = [parse_attack(a).label for a in attacks]  # canonical labels, as in the records
+    eps = check_eps(eps)
+    if batch_size < 1:
+        raise BadValueError(f"batch_size must be >= 1, got {batch_size}")
+    if limit_test is not None and limit_test < 1:
+        raise BadValueError(f"limit_test must be >= 1, got {limit_test}")
+    out_dir = check_writable(out_dir, "--out")
+    plan = plan_grid(spec)
+    statuses = _arch_statuses(spec, dataset, archs, paper, plan)
+    planned = {(dataset, arch, a): st for arch, st in statuses.items() for a in attacks}
+    check_measured_kept(out_dir, name, TABLE_KEY, planned, replace_measured=replace_measured)
     rows: list[dict[str, Any]] = []
     per_seed: list[dict[str, Any]] = []
     warnings: list[str] = []
-    grid = run_grid(spec, command or "")
-    for arch in dict.fromkeys([*archs, *paper]):
-        entry = next((e for e in grid if e["arch"] == arch), None)
-        status = entry["status"] if entry else (
-            NO_GPU if resolve_device(spec.device).type == "cpu" else "not requested")
+    run_grid(spec, command or "", plan=plan)
+    for arch, status in statuses.items():
         seeds: dict[str, list[dict[str, Any]]] = {a: [] for a in attacks}
-        if status == "run":
+        if status == MEASURED:
             for seed in spec.seeds:
                 rec = _attack_seed(spec, dataset, arch, seed, attacks=attacks, eps=eps,
                                    limit_test=limit_test, batch_size=batch_size)
@@ -114,6 +158,11 @@ def _reproduce(
             row["status"] = status
             rows.append(row)
     df = pd.DataFrame(rows)
+    check_measured_kept(  # the rows as written (the same as planned; the table may have changed)
+        out_dir, name, TABLE_KEY,
+        {(str(r["dataset"]), str(r["arch"]), str(r["attack"])): r["status"] for r in rows},
+        replace_measured=replace_measured,
+    )
     dev = resolve_device(spec.device)
     meta = {
         "command": command, "seeds": list(spec.seeds), "epochs": spec.epochs,
@@ -132,11 +181,7 @@ def _fmt(m: Any, s: Any) -> str:
 
 def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any],
            out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / f"{name}.csv", index=False)
-    seeds.to_csv(out / f"{name}-seeds.csv", index=False)
-    (out / f"{name}.json").write_text(json.dumps({**meta, "rows": df.to_dict("records")},
-                                                 indent=2, default=str))
+    """The four files of a table, rendered in full first, then written atomically together."""
     lines = [
         f"# Table {name[-1]}: adversarial error and correction rates (%), paper vs robust_winn",
         "",
@@ -175,7 +220,12 @@ def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any
     if meta["warnings"]:
         lines += ["", "Sanity warnings (Carlini et al. 2019):", ""]
         lines += [f"- {w}" for w in meta["warnings"]]
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    write_files_atomically({
+        out / f"{name}.csv": df.to_csv(index=False),
+        out / f"{name}-seeds.csv": seeds.to_csv(index=False),
+        out / f"{name}.json": json.dumps({**meta, "rows": df.to_dict("records")}, indent=2, default=str),
+        out / f"{name}.md": "\n".join(lines) + "\n",
+    })
 
 
 def _spec(
@@ -209,6 +259,7 @@ def reproduce_table3(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
     command: str | None = None,
+    replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Paper Table 3 (MNIST): train or reuse baseline and WINN per seed, attack, tabulate.
 
@@ -233,6 +284,15 @@ def reproduce_table3(
         progress: training progress bars.
         extra: further TrainConfig overrides (e.g. ``{"limit_train": 500}`` for smoke runs).
         command: the command line, stored in the outputs.
+        replace_measured: allow measured rows of the existing ``table3`` in ``out_dir`` to
+            become "not run here" or vanish (``--replace-measured``); without it that is refused
+            before any training.
+
+    Raises:
+        UnknownNameError, BadValueError: a bad attack, eps or option (before any work).
+        DataUnavailableError: ``data_dir`` does not exist and a row needs data.
+        RunDirError: ``out_dir`` not writable, measured rows would be lost, or a run folder
+            holds a run with another configuration.
     """
     archs = [arch] if isinstance(arch, str) else list(arch)
     spec = _spec(dataset, archs, seeds=seeds, epochs=epochs, data_dir=data_dir,
@@ -240,7 +300,7 @@ def reproduce_table3(
                  allow_cpu_resnet=allow_cpu_resnet, progress=progress, extra=extra)
     return _reproduce("table3", dataset=dataset, archs=archs, paper=PAPER_TABLE3, eps=eps,
                       attacks=attacks, spec=spec, out_dir=Path(out_dir), limit_test=limit_test,
-                      batch_size=batch_size, command=command)
+                      batch_size=batch_size, command=command, replace_measured=replace_measured)
 
 
 def reproduce_table4(
@@ -260,17 +320,21 @@ def reproduce_table4(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
     command: str | None = None,
+    replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Paper Table 4 (SVHN, ResNet-32, FGSM eps 0.005): as :func:`reproduce_table3`.
 
     The paper does not give the units of eps = 0.005; it is taken in [0, 1] pixel units
     (DESIGN §2). Without the SVHN files (``DIR/svhn/{train,test}_32x32.mat``) the row is marked
-    "not run here (data unavailable offline)" and only the paper's numbers are shown.
+    "not run here (data unavailable offline)" and only the paper's numbers are shown; a
+    ``data_dir`` that does not exist at all is an error (``DataUnavailableError``), and a measured
+    row of an existing ``table4`` is never replaced by a "not run here" one unless
+    ``replace_measured``.
     """
     spec = _spec("svhn", ["resnet32"], seeds=seeds, epochs=epochs, data_dir=data_dir,
                  runs_dir=runs_dir, device=device, synth_max_steps=synth_max_steps,
                  allow_cpu_resnet=allow_cpu_resnet, progress=progress, extra=extra)
     return _reproduce("table4", dataset="svhn", archs=["resnet32"], paper=PAPER_TABLE4, eps=eps,
                       attacks=attacks, spec=spec, out_dir=Path(out_dir), limit_test=limit_test,
-                      batch_size=batch_size, command=command)
+                      batch_size=batch_size, command=command, replace_measured=replace_measured)
 
