@@ -39,6 +39,7 @@ __all__ = [
     "CheckpointError",
     "content_digest",
     "model_meta",
+    "require_keys",
     "save_checkpoint",
     "load_checkpoint",
     "load_classifier",
@@ -160,6 +161,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"or edited file); use another copy or retrain"
         )
     return state
+
+
+def require_keys(state: dict[str, Any], path: str | Path, keys: Collection[str]) -> None:
+    """Raise :class:`CheckpointError` naming the entries of ``keys`` that ``state`` lacks."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a checkpoint of this kind of run")
 
 
 def model_meta(

@@ -84,8 +84,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     flipped["model_state"] = {k: v.clone() for k, v in state["model_state"].items()}
     next(iter(flipped["model_state"].values())).view(-1)[:500].mul_(-3.0)
     torch.save(flipped, d / "flipped.pt")
+    raw = bytearray(ckpt.read_bytes())  # 2,000 flipped bytes in the middle of the file
+    mid = len(raw) // 2
+    raw[mid : mid + 2000] = bytes(b ^ 0xFF for b in raw[mid : mid + 2000])
+    (d / "bytes.pt").write_bytes(bytes(raw))
+    save_checkpoint({k: v for k, v in ustate.items() if k != "config"}, d / "unsup-noconfig.pt")
     (d / "dir.pt").mkdir()
-    for name in ("evil", "evil-unsup", "kwargs", "no-classes", "misfit", "flipped", "dir"):
+    for name in ("evil", "evil-unsup", "kwargs", "no-classes", "misfit", "flipped", "dir", "bytes",
+                 "unsup-noconfig"):
         files[name] = d / f"{name}.pt"
 
     (d / "afile").write_text("x")
@@ -153,6 +159,10 @@ CASES = [
          "model.num_classes"),
     Case("checkpoint-corrupt", ["attack", "--model", "{flipped}", "--limit", "8", "--out", "{tmp}/a"],
          "corrupt"),
+    Case("checkpoint-flipped-bytes", ["attack", "--model", "{bytes}", "--limit", "8", "--out", "{tmp}/a"],
+         "{bytes}"),
+    Case("generate-foreign-unsup", ["generate", "--checkpoint", "{unsup-noconfig}", "--n", "2",
+                                    "--out", "{tmp}/g.png"], "lacks config"),
     Case("checkpoint-is-a-folder", ["attack", "--model", "{dir}", "--limit", "8", "--out", "{tmp}/a"],
          "is a directory"),
     Case("checkpoint-weights-misfit", ["attack", "--model", "{misfit}", "--limit", "8", "--out", "{tmp}/a"],

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_state, model_meta
+from ..checkpoint import CheckpointError, load_checkpoint, load_state, model_meta, require_keys
 from ..errors import BadValueError
 from ..models import check_classifier, create_model, critic64, densenet, wgan_resnet  # noqa: F401  (register the critics)
 from ..models.appd import InitKind, quantize_uint8, sample_p0
@@ -62,6 +62,15 @@ def load_chain(
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     if ckpt.get("method") != METHOD:
         raise CheckpointError(f"not an unsupervised WINN checkpoint (method {ckpt.get('method')!r})")
+    where = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
+    require_keys(ckpt, where, ("config", "model", "cascades"))
+    cfg = ckpt["config"]
+    need = ("synth_max_steps", "synth_lr", "synth_beta1", "synth_beta2", "synth_batch")
+    if not isinstance(cfg, dict) or any(k not in cfg for k in need):
+        raise CheckpointError(f"{where}: config lacks the synthesis settings ({', '.join(need)})")
+    if not all(isinstance(s, dict) and {"model_state", "tau_min", "tau_max", "cascade"} <= set(s)
+               for s in ckpt["cascades"]):
+        raise CheckpointError(f"{where}: a cascade snapshot lacks model_state, tau_min, tau_max or cascade")
     snaps = list(ckpt.get("cascades", []))
     if not snaps:
         raise CheckpointError("the checkpoint holds no finished cascade yet; train at least one full cascade")

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, load_state, save_checkpoint, versions
+from ..checkpoint import load_checkpoint, load_state, require_keys, save_checkpoint, versions
 from ..config import Method, TrainConfig
 from ..data import DataSplits, ImageSet, load_dataset
 from ..errors import BadValueError, ResumeError
@@ -399,6 +399,9 @@ def _write_record(
     return record
 
 
+# What a supervised checkpoint must hold to be resumed.
+RESUME_KEYS = ("model", "dataset", "method", "config", "epoch", "history", "best", "wall_time_s",
+               "model_state", "optimizer_state", "pool_state", "rng")
 # Settings a resumed run may change: how long, where and how fast it runs (see .resume).
 RESUME_FREE = ("epochs", "device", "out", "progress", "data_dir", "download", "eval_batch_size", "fast")
 
@@ -446,6 +449,7 @@ def _train(
         if not last.exists():
             raise ResumeError(f"--resume: no {last} to resume from")
         ckpt = load_checkpoint(last)
+        require_keys(ckpt, last, RESUME_KEYS)
         had = TrainConfig.from_dict(ckpt["config"]).to_dict()  # older runs: defaults filled in
         check_resume_settings(had, cfg.to_dict(), RESUME_FREE, str(out))
         if int(ckpt["epoch"]) >= cfg.epochs:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, load_state, save_checkpoint, versions
+from ..checkpoint import load_checkpoint, load_state, require_keys, save_checkpoint, versions
 from ..losses import gradient_penalty, wasserstein_loss
 from ..models.appd import quantize_uint8, sample_p0
 from ..rundir import claim
@@ -357,6 +357,9 @@ def _train_unsupervised(
         if not last.exists():
             raise ResumeError(f"--resume: no {last} to resume from")
         ckpt = load_checkpoint(last)
+        require_keys(ckpt, last, ("method", "config", "model", "iteration", "cascade", "history",
+                                  "cascades", "wall_time_s", "model_state", "optimizer_state",
+                                  "pool_state", "init_source", "rng"))
         had = UnsupConfig.from_dict(ckpt["config"]).to_dict()
         check_resume_settings(had, cfg.to_dict(), RESUME_FREE, str(out))
     if source is None:
