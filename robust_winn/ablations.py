@@ -117,6 +117,8 @@ def run_ablations(
     t0 = time.perf_counter()
     dev = resolve_device(spec.device)
     attacks = [parse_attack(a).label for a in spec.attacks]
+    if not attacks or len(set(attacks)) != len(attacks):
+        raise BadValueError(f"give each attack once (and at least one), got {', '.join(attacks) or 'none'}")
     eps = check_eps(spec.eps)
     if not spec.variants or not spec.seeds:
         raise BadValueError("ablations need at least one variant and one seed")

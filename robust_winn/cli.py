@@ -226,6 +226,14 @@ def _rows(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple
     return tuple(rows)
 
 
+_REPLACE_MEASURED = click.option(
+    "--replace-measured", is_flag=True,
+    help="Allow rows measured in the existing table under --out to be replaced by rows this run "
+         "does not measure (not run here, not requested, or left out). Without it such a run is "
+         "refused before any work.",
+)
+
+
 def _reproduce_options(fn: Any) -> Any:
     opts = [
         click.option("--seeds", default="0,1,2", show_default=True, callback=_seeds,
@@ -244,6 +252,7 @@ def _reproduce_options(fn: Any) -> Any:
         click.option("--allow-cpu-resnet", is_flag=True,
                      help="Run ResNet-32 rows on the CPU too (hours per run)."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+        _REPLACE_MEASURED,
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -269,7 +278,8 @@ def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
         data_dir=kw["data_dir"], runs_dir=kw["runs_dir"], device=kw["device"],
         allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
     )
-    reproduce_table2(spec, out_dir=kw["out_dir"], command=command_line())
+    reproduce_table2(spec, out_dir=kw["out_dir"], command=command_line(),
+                     replace_measured=kw["replace_measured"])
     click.echo((Path(kw["out_dir"]) / "table2.md").read_text())
 
 
@@ -327,7 +337,7 @@ def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> Non
         arch=archs, dataset=dataset, runs_dir=kw["runs_dir"], device=kw["device"],
         synth_max_steps=kw["synth_max_steps"], allow_cpu_resnet=kw["allow_cpu_resnet"],
         limit_test=kw["limit_test"], progress=not kw["no_progress"], extra=_table_extra(kw),
-        command=command_line(),
+        command=command_line(), replace_measured=kw["replace_measured"],
     )
     click.echo((Path(kw["out_dir"]) / "table3.md").read_text())
 
@@ -343,7 +353,7 @@ def reproduce_table4_cmd(**kw: Any) -> None:
         kw["out_dir"], seeds=kw["seeds"], epochs=kw["epochs"], data_dir=kw["data_dir"],
         runs_dir=kw["runs_dir"], device=kw["device"], synth_max_steps=kw["synth_max_steps"],
         allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
-        command=command_line(),
+        command=command_line(), replace_measured=kw["replace_measured"],
     )
     click.echo((Path(kw["out_dir"]) / "table4.md").read_text())
 
@@ -377,6 +387,7 @@ _register_commands()
 @click.option("--limit-test", type=click.IntRange(min=1), default=None,
               help="Attack only the first N test images.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@_REPLACE_MEASURED
 def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
     """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
     from .ablations import DEFAULT_VARIANTS, AblationSpec, run_ablations
@@ -388,5 +399,6 @@ def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
         device=kw["device"], limit_test=kw["limit_test"], progress=not kw["no_progress"],
         extra={"limit_train": kw["limit_train"]} if kw["limit_train"] else {},
     )
-    run_ablations(spec, out_dir=kw["out_dir"], command=command_line())
+    run_ablations(spec, out_dir=kw["out_dir"], command=command_line(),
+                  replace_measured=kw["replace_measured"])
     click.echo((Path(kw["out_dir"]) / "ablations.md").read_text())

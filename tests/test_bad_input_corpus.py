@@ -116,11 +116,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """))
     files["mods"] = mods
 
-    results = d / "results"  # a measured table that a typo in --data-dir must not replace
+    results = d / "results"  # the committed, measured Table 3 that a data-dir mistake must not replace
     results.mkdir()
-    row = {"dataset": "mnist", "arch": "vanilla", "attack": "fgsm", "status": "run"}
-    (results / "table3.json").write_text(json.dumps({"rows": [row]}))
-    (results / "table3.md").write_text("measured\n")
+    for name in ("table3.json", "table3.md", "table3.csv", "table3-seeds.csv"):
+        shutil.copyfile(Path(__file__).resolve().parents[1] / "results" / name, results / name)
     files["results"] = results
     return files
 
@@ -203,6 +202,9 @@ CASES = [
     Case("reproduce-typo-data-dir", ["reproduce", "table3", "--data-dir", "{tmp}/typo", "--out", "{results}",
                                      "--runs-dir", "{tmp}/runs", "--arch", "vanilla", "--seeds", "0",
                                      "--device", "cpu"], "typo does not exist"),
+    Case("reproduce-data-dir-without-mnist", ["reproduce", "table3", "--data-dir", "{tmp}", "--out",
+                                              "{results}", "--runs-dir", "{tmp}/runs", "--arch", "vanilla",
+                                              "--device", "cpu"], "--replace-measured"),
     # --- unwritable outputs, checked before any work ---------------------------------------------
     Case("train-out-is-a-file", ["train", *TINY, "--epochs", "1", "--out", "{afile}"], "is a file"),
     Case("train-out-under-a-file", ["train", *TINY, "--epochs", "1", "--out", "{afile}/sub"],

@@ -20,7 +20,7 @@ from conftest import REPO
 from robust_winn.ablations import AblationSpec, Variant, run_ablations
 from robust_winn.attacks.tables import reproduce_table3, reproduce_table4
 from robust_winn.config import TrainConfig
-from robust_winn.errors import DataUnavailableError, RunDirError
+from robust_winn.errors import BadValueError, DataUnavailableError, RunDirError
 from robust_winn.reproduce import (
     NO_DATA,
     GridSpec,
@@ -187,7 +187,8 @@ def test_the_committed_results_are_protected(tmp_path: Path) -> None:
     """The exact audit scenario on a copy of results/: a data folder without the datasets."""
     out, data, runs = tmp_path / "results", tmp_path / "empty-data", tmp_path / "runs"
     data.mkdir()
-    shutil.copytree(REPO / "results", out, ignore=shutil.ignore_patterns("figure3", "sanity-*", "unsupervised"))
+    skip = shutil.ignore_patterns("figure3", "sanity-*", "unsupervised")
+    shutil.copytree(REPO / "results", out, ignore=skip)
     before = _snapshot(out)
     measured = [r for r in json.loads((out / "table3.json").read_text())["rows"] if r["status"] == "run"]
     assert measured, "results/table3.json has no measured row to protect"
@@ -304,7 +305,9 @@ def test_an_interrupted_write_leaves_the_old_files_and_no_temp_files(
         assert all(p.read_text() == text for p, text in files.items())
 
 
-def test_an_interrupted_table3_write_leaves_the_old_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_table3_write_leaves_the_old_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """All four table files are rendered and written to temp files before any is replaced."""
     out, data, runs = tmp_path / "results", tmp_path / "empty-data", tmp_path / "runs"
     data.mkdir()
@@ -323,3 +326,16 @@ def test_an_interrupted_table3_write_leaves_the_old_table(tmp_path: Path, monkey
     monkeypatch.undo()
     assert len(calls) == 4
     assert _snapshot(out) == before and not list(out.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("attacks", [[], ["fgsm", "fgsm"], ["pgd:alpha=1", "pgd:alpha=1.0"]])
+def test_table_attack_lists_are_checked_before_any_work(tmp_path: Path, attacks: list[str]) -> None:
+    """An empty list or one attack twice (after canonical labelling) is refused up front."""
+    runs = tmp_path / "runs"
+    with pytest.raises(BadValueError, match="give each attack once"):
+        _table3(tmp_path / "out", tmp_path, runs, attacks=attacks)
+    spec = AblationSpec(variants=[Variant("tiny", epochs=1)], seeds=(0,), dataset="sample",
+                        runs_dir=str(runs), device="cpu", attacks=attacks)
+    with pytest.raises(BadValueError, match="give each attack once"):
+        run_ablations(spec, out_dir=tmp_path / "out", command="t")
+    assert not runs.exists() and not (tmp_path / "out").exists()

@@ -122,6 +122,8 @@ def _reproduce(
     t0 = time.perf_counter()
     # Every input is checked before the first run is trained: no hour of work is lost to a typo.
     attacks = [parse_attack(a).label for a in attacks]  # canonical labels, as in the records
+    if not attacks or len(set(attacks)) != len(attacks):
+        raise BadValueError(f"give each attack once (and at least one), got {', '.join(attacks) or 'none'}")
     eps = check_eps(eps)
     if batch_size < 1:
         raise BadValueError(f"batch_size must be >= 1, got {batch_size}")
