@@ -5,7 +5,7 @@ Usage: python benchmarks/ablations.py --data-dir ../shared/data [--variant alpha
 
 import sys
 
-from robust_winn.cli import main
+from robust_winn.cli.main import main
 
 if __name__ == "__main__":
     main(["reproduce", "ablations", *sys.argv[1:]], prog_name="robust-winn")

@@ -38,9 +38,9 @@ from typing import Any
 
 import torch
 
-from robust_winn.checkpoint import versions
-from robust_winn.figure3 import FIGURE3_ROWS, figure3_comparison
-from robust_winn.training import resolve_device
+from robust_winn.experiments.figure3 import FIGURE3_ROWS, figure3_comparison
+from robust_winn.runtime.checkpoint import versions
+from robust_winn.runtime.device import resolve_device
 from robust_winn.training.unsupervised import UnsupConfig, train_unsupervised
 from robust_winn.training.wgan_gp import WganGpConfig, train_wgan_gp
 

@@ -24,13 +24,14 @@ import torch
 
 from robust_winn.attacks.harness import evaluate
 from robust_winn.attacks.registry import build_attack, parse_attack
-from robust_winn.checkpoint import versions
 from robust_winn.config import Method, SynthesisConfig, TrainConfig
-from robust_winn.data import load_dataset
+from robust_winn.data.datasets import load_dataset
 from robust_winn.models import Introspective, build_classifier, create_model
+from robust_winn.runtime.checkpoint import versions
+from robust_winn.runtime.device import resolve_device
 from robust_winn.synthesis import PseudoNegativeSampler
 from robust_winn.synthesis.ascent import AscentSampler
-from robust_winn.training import resolve_device, train
+from robust_winn.training import train
 
 
 def raw_input_grad_throughput(model: Introspective, x: torch.Tensor, reps: int) -> float:

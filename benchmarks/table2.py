@@ -6,7 +6,7 @@ Usage: python benchmarks/table2.py --data-dir ../shared/data [--seeds 0,1,2] [--
 
 import sys
 
-from robust_winn.cli import main
+from robust_winn.cli.main import main
 
 if __name__ == "__main__":
     main(["reproduce", "table2", *sys.argv[1:]], prog_name="robust-winn")

@@ -6,7 +6,7 @@ Training runs are shared with Table 2 (--runs-dir, default runs/table2) and reus
 
 import sys
 
-from robust_winn.cli import main
+from robust_winn.cli.main import main
 
 if __name__ == "__main__":
     main(["reproduce", "table3", *sys.argv[1:]], prog_name="robust-winn")

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from click.testing import CliRunner
 
-from robust_winn.checkpoint import versions
-from robust_winn.cli import main as cli
-from robust_winn.data import load_dataset
-from robust_winn.scores import digit_score
+from robust_winn.cli.main import main as cli
+from robust_winn.data.datasets import load_dataset
+from robust_winn.evaluation.scores import digit_score
+from robust_winn.runtime.checkpoint import versions
 
 
 def run(cmd: list[str], log: list[dict[str, Any]]) -> str:

@@ -10,10 +10,10 @@ Public API: :func:`train` (supervised baseline / WINN), :func:`evaluate` (attack
 __version__ = "0.1.0"
 
 from .attacks.harness import evaluate  # noqa: E402
-from .checkpoint import load_classifier  # noqa: E402
 from .config import Method, StopRule, SynthesisConfig, TrainConfig  # noqa: E402
-from .data import load_dataset  # noqa: E402
+from .data.datasets import load_dataset  # noqa: E402
 from .models import create_model, register_model  # noqa: E402
+from .runtime.checkpoint import load_classifier  # noqa: E402
 from .training import train  # noqa: E402
 
 __all__ = [

@@ -1,6 +1,6 @@
 """``python -m robust_winn ...``: the CLI, so that ``torchrun -m robust_winn train ...`` works."""
 
-from .cli import main
+from .cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -103,7 +103,7 @@ class FastPathConfig:
 class TrainConfig:
     """Everything one supervised training run depends on."""
 
-    dataset: str = "mnist"  # registered dataset name (robust_winn.data.list_datasets)
+    dataset: str = "mnist"  # registered dataset name (robust_winn.data.datasets.list_datasets)
     data_dir: str = "data"  # torchvision-layout root
     download: bool = False  # let torchvision download (needs network)
     val_size: int | None = None  # None: the dataset's default (MNIST 15,000)

@@ -38,7 +38,7 @@ def tiny_cnn(*, in_channels: int = 1, num_classes: int = 10, image_size: int = 2
 @lru_cache(maxsize=4)
 def trained_tiny_cnn(seed: int = 0, steps: int = 150) -> dict[str, torch.Tensor]:
     """State dict of a TinyCNN trained for ``steps`` Adam steps on the sample (cached)."""
-    from robust_winn.data import load_dataset
+    from robust_winn.data.datasets import load_dataset
 
     torch.manual_seed(seed)
     data = load_dataset("sample", data_dir="unused")

@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner
 from custom_model import load_trained, trained_tiny_cnn
 
-from robust_winn.checkpoint import save_checkpoint
-from robust_winn.cli import main
-from robust_winn.cli_attack import attack
+from robust_winn.cli.attack import attack
+from robust_winn.cli.main import main
 from robust_winn.models import Introspective
+from robust_winn.runtime.checkpoint import save_checkpoint
 
 if "attack" not in main.commands:  # cli.py registers it; keep the tests independent of that
     main.add_command(attack)
@@ -143,7 +143,7 @@ def test_help_explains_every_option() -> None:
 
 def test_reproduce_table3_smoke(tmp_path) -> None:
     """Tiny end-to-end Table 3: trains both methods once, attacks, writes paper beside ours."""
-    from robust_winn.cli_attack import reproduce_table3
+    from robust_winn.cli.attack import reproduce_table3
     from robust_winn.config import SynthesisConfig
 
     tiny = {"limit_train": 200, "val_size": 100, "limit_test": 40,
@@ -169,7 +169,7 @@ def test_reproduce_table3_smoke(tmp_path) -> None:
 def test_reproduce_table4_without_svhn_marks_row_and_keeps_seed_header(tmp_path) -> None:
     """No SVHN files: the row says why it was not run, the paper's numbers stay, and the
     per-seed CSV still has its header (an empty file would read as a crash)."""
-    from robust_winn.attacks.tables import SEED_COLUMNS, reproduce_table4
+    from robust_winn.experiments.tables34 import SEED_COLUMNS, reproduce_table4
 
     (tmp_path / "no-data").mkdir()  # exists but holds no SVHN (a missing folder is an error)
     df = reproduce_table4(tmp_path / "out", data_dir=str(tmp_path / "no-data"),

@@ -19,7 +19,7 @@ from torch import nn
 
 from robust_winn.attacks import AttackSpec, build_attack, evaluate, list_attacks, parse_attack
 from robust_winn.attacks.registry import _ATTACKS, Param, attack_params, check_eps
-from robust_winn.cli import main
+from robust_winn.cli.main import main
 from robust_winn.errors import BadValueError, UnknownNameError
 
 ATTACKS = sorted(list_attacks())

@@ -12,7 +12,7 @@ from torch import nn
 
 from robust_winn.attacks import build_attack, evaluate, list_attacks, parse_attack
 from robust_winn.attacks.sanity import run_sanity_checks
-from robust_winn.data import load_dataset
+from robust_winn.data.datasets import load_dataset
 from robust_winn.errors import BadValueError, UnknownNameError
 from robust_winn.models import ModelSpecError
 

@@ -27,11 +27,11 @@ import torch
 from click.testing import CliRunner
 from textures import texture_image
 
-from robust_winn.checkpoint import load_checkpoint, save_checkpoint
-from robust_winn.cli import main
+from robust_winn.cli.main import main
 from robust_winn.errors import ModelSpecError
 from robust_winn.models import create_model
-from robust_winn.rundir import LOCK_NAME, _lock
+from robust_winn.runtime.checkpoint import load_checkpoint, save_checkpoint
+from robust_winn.runtime.rundir import LOCK_NAME, _lock
 
 TINY = ["--dataset", "sample", "--val-size", "100", "--limit-train", "100", "--limit-test", "50",
         "--batch-size", "50", "--device", "cpu", "--no-progress", "--quiet"]  # fmt: skip

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robust_winn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from robust_winn.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 class _Evil:
@@ -23,7 +23,7 @@ def test_a_checkpoint_cannot_run_code(tmp_path: Path):
     target = Path("/tmp/robust_winn_pwned")
     target.unlink(missing_ok=True)
     with open(tmp_path / "evil.pt", "wb") as fh:
-        pickle.dump({"format": "robust_winn.checkpoint/1", "x": _Evil()}, fh)
+        pickle.dump({"format": "robust_winn.runtime.checkpoint/1", "x": _Evil()}, fh)
     with pytest.raises(CheckpointError, match="cannot read"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not target.exists()

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from robust_winn.cli import main
+from robust_winn.cli.main import main
 
 TINY = ["--dataset", "sample", "--val-size", "100", "--limit-train", "200", "--limit-test", "100",
         "--batch-size", "50", "--synth-per-class", "5", "--synth-max-steps", "3", "--device", "cpu",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from robust_winn.data import DataUnavailableError, load_dataset, to_model_range
+from robust_winn.data.datasets import DataUnavailableError, load_dataset, to_model_range
 
 
 def test_sample_is_real_mnist_in_model_range():

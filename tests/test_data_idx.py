@@ -1,4 +1,4 @@
-"""MNIST-like IDX files read by robust_winn.data itself (issue 11): hostile files, no network.
+"""MNIST-like IDX files read by robust_winn.data.datasets itself (issue 11): hostile files, no network.
 
 Every bad file must be one :class:`DataUnavailableError` naming it, nothing may touch the network
 without ``download=True``, and the tensors must be exactly the ones torchvision gives.
@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from robust_winn.data import DataUnavailableError, load_dataset
+from robust_winn.data.datasets import DataUnavailableError, load_dataset
 
 IMAGES, LABELS = 0x00000803, 0x00000801
 FILES = (
@@ -366,7 +366,7 @@ def test_cli_truncated_gz_is_one_error_line_exit_2(tmp_path: Path, network_calls
     """Through the command line (DESIGN §5.4): ``Error: ...`` on one line, exit code 2."""
     from click.testing import CliRunner
 
-    from robust_winn.cli import main
+    from robust_winn.cli.main import main
 
     raw = tmp_path / "MNIST" / "raw"
     write_mnist(raw)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robust_winn.data import DataUnavailableError, load_dataset
+from robust_winn.data.datasets import DataUnavailableError, load_dataset
 
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from robust_winn.data.positives import TextureCrops, load_positives, read_image
 from robust_winn.errors import BadValueError, DataUnavailableError, UserError
-from robust_winn.unsup_data import TextureCrops, load_positives, read_image
 
 
 def png_bytes(size: int = 40, fmt: str = "PNG") -> bytes:

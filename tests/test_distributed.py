@@ -13,11 +13,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from robust_winn.attacks import harness
-from robust_winn.checkpoint import load_checkpoint
 from robust_winn.config import SynthesisConfig, TrainConfig
 from robust_winn.models import build_classifier
+from robust_winn.runtime.checkpoint import load_checkpoint
+from robust_winn.runtime.distributed import DistContext, shard_bounds
 from robust_winn.training import supervised, train
-from robust_winn.training.distributed import DistContext, shard_bounds
 
 WORLD = 2
 

@@ -11,15 +11,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robust_winn import reproduce
-from robust_winn.checkpoint import load_checkpoint, load_classifier
-from robust_winn.cli import main
+from robust_winn.cli.main import main
 from robust_winn.config import FastPathConfig, Precision, SynthesisConfig, TrainConfig
-from robust_winn.data import load_dataset
+from robust_winn.data.datasets import load_dataset
+from robust_winn.experiments import table2 as reproduce
+from robust_winn.runtime.checkpoint import load_checkpoint, load_classifier
+from robust_winn.runtime.distributed import DistContext
 from robust_winn.training import supervised, train
-from robust_winn.training.distributed import DistContext
 
-FAST_LOG = "robust_winn.training.fastpaths"
+FAST_LOG = "robust_winn.runtime.fastpaths"
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 import torch
 
-from robust_winn.losses import gradient_penalty, wasserstein_loss, winn_supervised_loss
+from robust_winn.objectives.losses import gradient_penalty, wasserstein_loss, winn_supervised_loss
 
 
 def _linear_critic(w: torch.Tensor):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from robust_winn.metrics import correction_rates, error_rate, worst_case_error
+from robust_winn.evaluation.metrics import correction_rates, error_rate, worst_case_error
 
 
 def t(*v: int) -> torch.Tensor:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robust_winn.checkpoint import load_classifier, save_checkpoint
-from robust_winn.cli import main
-from robust_winn.quickstart import QUICK
+from robust_winn.cli.main import main
+from robust_winn.experiments.quickstart import QUICK
+from robust_winn.runtime.checkpoint import load_classifier, save_checkpoint
 
 
 def test_quickstart_cli_defaults_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -27,7 +27,7 @@ def test_load_classifier_accepts_auto(tmp_path: Path):
     from robust_winn.models import Introspective, build_classifier
 
     model = Introspective(build_classifier("vanilla", image_shape=(1, 28, 28), num_classes=10), 10)
-    save_checkpoint({"format": "robust_winn.checkpoint/1",
+    save_checkpoint({"format": "robust_winn.runtime.checkpoint/1",
                      "model": {"arch": "vanilla", "image_shape": [1, 28, 28], "num_classes": 10},
                      "model_state": model.state_dict()}, tmp_path / "c.pt")
     loaded, _ = load_classifier(tmp_path / "c.pt", "auto")

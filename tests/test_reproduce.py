@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 from click.testing import CliRunner
 
-from robust_winn.ablations import AblationSpec, Variant, run_ablations
-from robust_winn.cli import main
+from robust_winn.cli.main import main
+from robust_winn.experiments.ablations import AblationSpec, Variant, run_ablations
 
 SMOKE = ["--seeds", "0,1", "--epochs", "1", "--synth-max-steps", "2", "--device", "cpu", "--no-progress"]
 

@@ -17,11 +17,10 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from robust_winn.ablations import AblationSpec, Variant, run_ablations
-from robust_winn.attacks.tables import reproduce_table3, reproduce_table4
 from robust_winn.config import TrainConfig
 from robust_winn.errors import BadValueError, DataUnavailableError, RunDirError
-from robust_winn.reproduce import (
+from robust_winn.experiments.ablations import AblationSpec, Variant, run_ablations
+from robust_winn.experiments.table2 import (
     NO_DATA,
     GridSpec,
     check_measured_kept,
@@ -29,6 +28,7 @@ from robust_winn.reproduce import (
     train_or_reuse,
     write_files_atomically,
 )
+from robust_winn.experiments.tables34 import reproduce_table3, reproduce_table4
 
 PGD = "pgd:alpha=0.01,steps=40"
 NO_GPU_TEXT = "not run here (no GPU: ResNet-32 rows need --device cuda or --allow-cpu-resnet)"

@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from robust_winn import losses
-from robust_winn.checkpoint import load_checkpoint, load_classifier
 from robust_winn.config import TrainConfig
-from robust_winn.training import NonFiniteLossError, ResumeError, supervised, train
+from robust_winn.errors import ResumeError
+from robust_winn.objectives import losses
+from robust_winn.runtime.checkpoint import load_checkpoint, load_classifier
+from robust_winn.training import NonFiniteLossError, supervised, train
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

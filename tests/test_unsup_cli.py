@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from PIL import Image
 from textures import texture_image
 
-from robust_winn.checkpoint import save_checkpoint
-from robust_winn.cli import main
-from robust_winn.cli_unsup import generate_cmd, score_cmd, train_unsupervised_cmd
+from robust_winn.cli.main import main
+from robust_winn.cli.unsup import generate_cmd, score_cmd, train_unsupervised_cmd
+from robust_winn.runtime.checkpoint import save_checkpoint
 
 BRICK = texture_image()
 TINY = ["--image-size", "16", "--cascades", "2", "--iterations", "1", "--pos-per-step", "10",

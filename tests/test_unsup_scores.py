@@ -7,9 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robust_winn.checkpoint import save_checkpoint
-from robust_winn.models import Introspective, build_classifier
-from robust_winn.scores import (
+from robust_winn.evaluation.scores import (
     INCEPTION_FILE,
     InceptionWeightsMissing,
     digit_score,
@@ -17,6 +15,8 @@ from robust_winn.scores import (
     inception_weights_path,
     score_from_probs,
 )
+from robust_winn.models import Introspective, build_classifier
+from robust_winn.runtime.checkpoint import save_checkpoint
 
 
 @pytest.fixture(autouse=True)

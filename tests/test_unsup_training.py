@@ -8,11 +8,11 @@ import pytest
 import torch
 from textures import texture_image
 
-from robust_winn.checkpoint import load_checkpoint
+from robust_winn.data.positives import ImageTensorSource, TextureCrops, load_positives, read_image
+from robust_winn.runtime.checkpoint import load_checkpoint
 from robust_winn.synthesis.ascent import AscentSampler
 from robust_winn.synthesis.cascade import generate, load_chain
 from robust_winn.training.unsupervised import Preset, UnsupConfig, train_unsupervised
-from robust_winn.unsup_data import ImageTensorSource, TextureCrops, load_positives, read_image
 
 BRICK = texture_image()
 
@@ -151,7 +151,7 @@ def test_ctrl_c_mid_iteration_keeps_last_checkpoint_and_resumes_exactly(tmp_path
 
 
 def test_resume_errors(tmp_path: Path):
-    from robust_winn.training.supervised import ResumeError
+    from robust_winn.errors import ResumeError
 
     with pytest.raises(ResumeError, match="no .* to resume"):
         train_unsupervised(tiny(tmp_path / "none"), resume=True)

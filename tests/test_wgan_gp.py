@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from robust_winn.checkpoint import CheckpointError, load_checkpoint
-from robust_winn.figure3 import FIGURE3_ROWS, figure3_comparison
+from robust_winn.data.positives import ImageTensorSource
+from robust_winn.experiments.figure3 import FIGURE3_ROWS, figure3_comparison
+from robust_winn.runtime.checkpoint import CheckpointError, load_checkpoint
 from robust_winn.synthesis.ascent import critic_fn
 from robust_winn.synthesis.cascade import build_critic
 from robust_winn.training.unsupervised import UnsupConfig, train_unsupervised
@@ -20,7 +21,6 @@ from robust_winn.training.wgan_gp import (
     save_wgan_gp,
     train_wgan_gp,
 )
-from robust_winn.unsup_data import ImageTensorSource
 
 SIDE = 16
 

@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import DataSplits, ImageSet, load_dataset
+from ..data.datasets import DataSplits, ImageSet, load_dataset
 from ..errors import BadValueError
-from ..metrics import correction_rates, error_rate, worst_case_error, wrong_mask
+from ..evaluation.metrics import correction_rates, error_rate, worst_case_error, wrong_mask
 from ..models import ModelSpecError
-from ..models.frozen import frozen_eval
-from ..training.distributed import all_gather_cat, all_gather_objects, current, shard_bounds
+from ..runtime.distributed import all_gather_cat, all_gather_objects, current, shard_bounds
+from ..runtime.frozen import frozen_eval
 from .registry import AttackSpec, build_attack, check_eps, parse_attack
 from .sanity import run_sanity_checks, zero_gradient_warnings
 

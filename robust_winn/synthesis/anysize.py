@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BadValueError
-from ..models.frozen import frozen_eval
+from ..runtime.frozen import frozen_eval
 from .ascent import critic_fn
 
 log = logging.getLogger(__name__)

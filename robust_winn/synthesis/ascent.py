@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..models.frozen import frozen_eval
+from ..runtime.frozen import frozen_eval
 
 __all__ = ["AscentSampler", "AscentStats", "critic_fn"]
 

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_state, model_meta, require_keys
 from ..errors import BadValueError
 from ..models import check_classifier, create_model, critic64, densenet, wgan_resnet  # noqa: F401  (register the critics)
 from ..models.appd import InitKind, quantize_uint8, sample_p0
+from ..runtime.checkpoint import CheckpointError, load_checkpoint, load_state, model_meta, require_keys
 from .anysize import PatchLayout, synthesize_anysize, working_size
 from .ascent import AscentSampler
 
@@ -114,7 +114,7 @@ def generate(
         patches_per_step, layout: any-size settings (:func:`synthesize_anysize`).
         return_trace: also return each cascade's output (for inspection and tests).
         trusted_code, trust_code: import strings the user allows a checkpoint to name, or all
-            of them (:func:`robust_winn.checkpoint.model_meta`: a checkpoint never chooses code).
+            of them (:func:`robust_winn.runtime.checkpoint.model_meta`: a checkpoint never chooses code).
 
     Returns:
         (n, C, H, W) images in [-1, 1] on the CPU (and the per-cascade outputs if asked).

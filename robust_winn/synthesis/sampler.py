@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import StopRule
-from ..models.frozen import frozen_eval
 from ..models.introspective import Introspective
+from ..runtime.frozen import frozen_eval
 
 __all__ = ["PseudoNegativeSampler", "SynthesisStats"]
 

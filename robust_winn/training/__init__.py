@@ -1,5 +1,5 @@
 """Training loops: supervised baseline and WINN."""
 
-from .supervised import NonFiniteLossError, ResumeError, evaluate_error, resolve_device, train
+from .supervised import NonFiniteLossError, evaluate_error, train
 
-__all__ = ["NonFiniteLossError", "ResumeError", "evaluate_error", "resolve_device", "train"]
+__all__ = ["NonFiniteLossError", "evaluate_error", "train"]

@@ -36,17 +36,15 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, load_state, require_keys, save_checkpoint, versions
 from ..config import Method, TrainConfig
-from ..data import DataSplits, ImageSet, load_dataset
+from ..data.datasets import DataSplits, ImageSet, load_dataset
 from ..errors import BadValueError, ResumeError
-from ..losses import cross_entropy, gradient_penalty, winn_supervised_loss
 from ..models import Introspective, build_classifier
 from ..models.init_nets import DCGANInitGenerator
-from ..rundir import claim
-from ..synthesis import NegativePool, PseudoNegativeSampler
-from ..synthesis.sampler import SynthesisStats
-from .distributed import (
+from ..objectives.losses import cross_entropy, gradient_penalty, winn_supervised_loss
+from ..runtime.checkpoint import load_checkpoint, load_state, require_keys, save_checkpoint, versions
+from ..runtime.device import resolve_device
+from ..runtime.distributed import (
     DistContext,
     all_gather_cat,
     all_reduce_,
@@ -56,37 +54,19 @@ from .distributed import (
     shard_bounds,
     sharded_batches,
 )
-from .fastpaths import FastPaths
+from ..runtime.fastpaths import FastPaths
+from ..runtime.rundir import claim
+from ..synthesis import NegativePool, PseudoNegativeSampler
+from ..synthesis.sampler import SynthesisStats
 from .resume import RUN_FILES, check_resume_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NonFiniteLossError", "ResumeError", "resolve_device", "evaluate_error", "train"]
+__all__ = ["NonFiniteLossError", "evaluate_error", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; otherwise torch.device(name), checked.
-
-    Raises:
-        BadValueError: not a device name, or a CUDA device this machine does not have.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise BadValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise BadValueError(f"--device {name!r}: robust_winn runs on cpu or cuda")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadValueError(f"--device {name!r} was asked for but no CUDA device is available")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise BadValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA devices")
-    return dev
 
 
 @torch.no_grad()
@@ -419,7 +399,7 @@ def train(
         resume: continue from ``cfg.out/checkpoint-last.pt`` (RNG, optimizer, pool included);
             every setting but those in ``RESUME_FREE`` must equal the run's.
         overwrite: replace a run already in ``cfg.out`` (without it, and without ``resume``, a
-            folder holding a run is refused: :func:`robust_winn.rundir.claim`).
+            folder holding a run is refused: :func:`robust_winn.runtime.rundir.claim`).
         command: the command line that started the run, stored in the record.
 
     Returns:

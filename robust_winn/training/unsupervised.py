@@ -36,16 +36,18 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, load_state, require_keys, save_checkpoint, versions
-from ..losses import gradient_penalty, wasserstein_loss
+from ..data.positives import PositiveSource, load_positives
+from ..errors import ResumeError
 from ..models.appd import quantize_uint8, sample_p0
-from ..rundir import claim
+from ..objectives.losses import gradient_penalty, wasserstein_loss
+from ..runtime.checkpoint import load_checkpoint, load_state, require_keys, save_checkpoint, versions
+from ..runtime.device import resolve_device
+from ..runtime.rundir import claim
 from ..synthesis import NegativePool
 from ..synthesis.ascent import AscentSampler, critic_fn
 from ..synthesis.cascade import METHOD, build_critic
-from ..unsup_data import PositiveSource, load_positives
 from .resume import RUN_FILES, check_resume_settings
-from .supervised import NonFiniteLossError, ResumeError, resolve_device
+from .supervised import NonFiniteLossError
 from .unsup_config import Preset, UnsupConfig
 
 log = logging.getLogger(__name__)

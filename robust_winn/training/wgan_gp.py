@@ -8,9 +8,9 @@ WINN-single critic of the same architecture.
 Trainer (:func:`train_wgan_gp`), WGAN-GP's algorithm 1:
 
 - per generator iteration, ``n_critic`` (5) critic steps minimising
-  mean f(G(z)) - mean f(x+) + lambda * GP (lambda 10, the penalty of :mod:`robust_winn.losses`),
+  mean f(G(z)) - mean f(x+) + lambda * GP (lambda 10, the penalty of :mod:`robust_winn.objectives.losses`),
   then one generator step minimising -mean f(G(z)); both Adam(1e-4, betas (0, 0.9));
-- positives come from :func:`robust_winn.unsup_data.load_positives` (textures, folders, CelebA,
+- positives come from :func:`robust_winn.data.positives.load_positives` (textures, folders, CelebA,
   MNIST, ...), exactly as for the unsupervised WINN;
 - the critic is any registered network with one output (``build_critic``: critic64,
   wgan_resnet32, densenet, or ``pkg.module:factory``);
@@ -23,7 +23,7 @@ Trainer (:func:`train_wgan_gp`), WGAN-GP's algorithm 1:
   at n+ = 5,000).
 
 Figure 3 itself (the ascent on this critic next to WINN-single's) is
-:func:`robust_winn.figure3.figure3_comparison`.
+:func:`robust_winn.experiments.figure3.figure3_comparison`.
 """
 
 from __future__ import annotations
@@ -41,15 +41,23 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_state, model_meta, save_checkpoint, versions
 from ..config import MAX_SEED, check_number
-from ..losses import gradient_penalty, wasserstein_loss
-from ..rundir import claim
+from ..data.positives import PositiveSource, load_positives
+from ..objectives.losses import gradient_penalty, wasserstein_loss
+from ..runtime.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state,
+    model_meta,
+    save_checkpoint,
+    versions,
+)
+from ..runtime.device import resolve_device
+from ..runtime.rundir import claim
 from ..synthesis.ascent import critic_fn
 from ..synthesis.cascade import build_critic
-from ..unsup_data import PositiveSource, load_positives
 from .resume import RUN_FILES
-from .supervised import NonFiniteLossError, resolve_device
+from .supervised import NonFiniteLossError
 from .unsup_config import Preset
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 __all__ = [
     "CheckpointError",
@@ -48,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT = "robust_winn.checkpoint/1"
+FORMAT = "robust_winn.runtime.checkpoint/1"
 
 
 def versions() -> dict[str, str]:
@@ -56,7 +56,7 @@ def versions() -> dict[str, str]:
     import numpy
     import torchvision
 
-    from . import __version__
+    from .. import __version__
 
     out = {
         "robust_winn": __version__,
@@ -244,7 +244,7 @@ def load_classifier(
     Returns:
         (model, checkpoint dict). ``model(x)`` maps [-1, 1] images to logits.
     """
-    from .models import Introspective, build_classifier
+    from ..models import Introspective, build_classifier
 
     map_location = _map_location(map_location)
     state = load_checkpoint(path, map_location)

@@ -20,10 +20,13 @@ import click
 import torch
 from torch import nn
 
-from .attacks.report import ATTACK_FILES
-from .attacks.tables import reproduce_table3, reproduce_table4
-from .checkpoint import CheckpointError, load_checkpoint, load_classifier, model_meta, versions
-from .cli_common import (
+from ..attacks.report import ATTACK_FILES
+from ..data.datasets import DataSplits, load_dataset
+from ..experiments.tables34 import reproduce_table3, reproduce_table4
+from ..models import build_classifier
+from ..runtime.checkpoint import CheckpointError, load_checkpoint, load_classifier, model_meta, versions
+from ..runtime.rundir import claim
+from .common import (
     SEED,
     FiniteFloat,
     RobustWinnCommand,
@@ -31,9 +34,6 @@ from .cli_common import (
     overwrite_option,
     trust_option,
 )
-from .data import DataSplits, load_dataset
-from .models import build_classifier
-from .rundir import claim
 
 __all__ = ["attack", "reproduce_table3", "reproduce_table4"]
 
@@ -154,9 +154,9 @@ def attack(
     Examples are made on each model in turn and classified by every model, giving adversarial
     error, correction rates (REFERENCE §2) and transfer errors, plus sanity warnings.
     """
-    from .attacks import evaluate, parse_attack
-    from .attacks.registry import check_eps
-    from .attacks.report import write_attack_outputs
+    from ..attacks import evaluate, parse_attack
+    from ..attacks.registry import check_eps
+    from ..attacks.report import write_attack_outputs
 
     t0 = time.perf_counter()
     if not quiet:

@@ -13,12 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from .checkpoint import load_classifier
-from .config import Method, SynthesisConfig, TrainConfig
-from .errors import RunDirError
-from .rundir import claim, existing_results
-from .training import train
-from .training.resume import RUN_FILES
+from ..config import Method, SynthesisConfig, TrainConfig
+from ..errors import RunDirError
+from ..runtime.checkpoint import load_classifier
+from ..runtime.rundir import claim, existing_results
+from ..training import train
+from ..training.resume import RUN_FILES
 
 __all__ = ["QUICK", "quickstart", "summary_table"]
 
@@ -59,7 +59,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, device: str = "cpu", seed
 
     A folder that already holds a quickstart is refused unless ``overwrite`` is set.
     """
-    from .training.supervised import resolve_device
+    from ..runtime.device import resolve_device
 
     dev = resolve_device(device)
     with claim(out, results=QUICK_FILES, overwrite=overwrite) as out:
@@ -73,7 +73,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, device: str = "cpu", seed
 
 def _quickstart(out: Path, dev: Any, seed: int, progress: bool, overwrite: bool,
                 command: str | None) -> pd.DataFrame:
-    from .attacks.harness import evaluate
+    from ..attacks.harness import evaluate
 
     records: dict[str, dict[str, Any]] = {}
     models = {}

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_classifier
-from .errors import BadValueError, UserError
+from ..errors import BadValueError, UserError
+from ..runtime.checkpoint import load_classifier
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..data import ImageSet, to_model_range
+from ..data.datasets import ImageSet, to_model_range
 
 log = logging.getLogger(__name__)
 

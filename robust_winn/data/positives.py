@@ -9,7 +9,7 @@ Sources (all return a :class:`PositiveSource` with ``draw(n, generator)``):
   RGB, resized to ``size`` x ``size`` if it differs.
 - ``celeba``: ``torchvision.datasets.CelebA`` (train split, files under DIR/celeba), centre-cropped
   to 178x178 (the image width) and resized to ``size`` (paper §5.3 does not say; REFERENCE §6.4).
-- ``mnist``, ``svhn``, ``cifar10``: the training images of :func:`robust_winn.data.load_dataset`,
+- ``mnist``, ``svhn``, ``cifar10``: the training images of :func:`robust_winn.data.datasets.load_dataset`,
   labels dropped (all of them: no validation split is held out).
 
 A finite set is drawn without replacement while it is large enough, with replacement
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data import load_dataset, to_model_range
-from .errors import BadValueError, DataUnavailableError, one_line
+from ..errors import BadValueError, DataUnavailableError, one_line
+from .datasets import load_dataset, to_model_range
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .checkpoint import versions
-from .config import Method, SynthesisConfig, TrainConfig
-from .data import DataUnavailableError, load_dataset
-from .errors import RunDirError, UserError
-from .rundir import check_writable
-from .training import resolve_device, train
+from ..config import Method, SynthesisConfig, TrainConfig
+from ..data.datasets import DataUnavailableError, load_dataset
+from ..errors import RunDirError, UserError
+from ..runtime.checkpoint import versions
+from ..runtime.device import resolve_device
+from ..runtime.rundir import check_writable
+from ..training import train
 
 log = logging.getLogger(__name__)
 

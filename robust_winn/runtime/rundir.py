@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import BadValueError, RunDirError
+from ..errors import BadValueError, RunDirError
 
 __all__ = ["LOCK_NAME", "check_writable", "claim", "existing_results", "stale_temp_files"]
 

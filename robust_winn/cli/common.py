@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from .config import MAX_SEED
-from .errors import UserError, one_line
+from ..config import MAX_SEED
+from ..errors import UserError, one_line
 
 __all__ = [
     "RobustWinnCommand",
@@ -89,7 +89,7 @@ SEED = click.IntRange(0, MAX_SEED)  # seeds feed torch generators (64-bit) after
 
 def device_option_check(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """Validate ``--device`` before any work (auto, cpu, cuda, cuda:N)."""
-    from .training.supervised import resolve_device
+    from ..runtime.device import resolve_device
 
     resolve_device(value)  # BadValueError: one line, exit 2
     return value

@@ -15,7 +15,7 @@ bf16 (``--precision bf16``, CUDA only), and what stays float32 (REFERENCE §1.4-
   are cast to float32 *before* the critic head f = Linear(K -> 1) (§1.3), so f, the
   cross-entropy, the Wasserstein term and the total loss are float32 sums.
 - Gradient penalty (§1.4): entirely outside autocast. The trainer hands
-  :func:`~robust_winn.losses.gradient_penalty` the plain model, so the interpolates
+  :func:`~robust_winn.objectives.losses.gradient_penalty` the plain model, so the interpolates
   x_hat = e x+ + (1 - e) x-, the critic value f(x_hat) and the double-backward norm
   ||grad f(x_hat)||_2 are float32.
 - Thresholds (§1.6 step 2): the per-batch means of f on positives are taken from the float32

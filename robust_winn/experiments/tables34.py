@@ -1,7 +1,7 @@
 """Reproduce paper Tables 3 (MNIST) and 4 (SVHN): adversarial error and correction rates.
 
 Paper §5.6, Tables 3-4; REFERENCE §2. Baseline and WINN are trained per seed by the Table 2
-grid (:func:`robust_winn.reproduce.run_grid`: runs under ``runs_dir`` are reused, or resumed,
+grid (:func:`robust_winn.experiments.table2.run_grid`: runs under ``runs_dir`` are reused, or resumed,
 when their record.json exists), so these tables attack the very checkpoints Table 2 reports.
 Each seed's ``checkpoint-best.pt`` (best validation epoch) of both methods is attacked with
 FGSM at the paper's eps, and with PGD as a stronger check. Numbers are rendered from the
@@ -10,7 +10,7 @@ harness records with pandas, never typed; the paper's numbers sit beside them.
 Before any training or attacking, the output folder is checked and the rows the run will write
 are compared with the table already there: a measured row that would become "not run here"
 (e.g. after a mistyped ``--data-dir``) or vanish is refused unless ``replace_measured``
-(:func:`robust_winn.reproduce.check_measured_kept`). The files are written atomically.
+(:func:`robust_winn.experiments.table2.check_measured_kept`). The files are written atomically.
 """
 
 from __future__ import annotations
@@ -25,10 +25,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..checkpoint import load_classifier, versions
-from ..data import load_dataset
+from ..attacks.harness import evaluate
+from ..attacks.registry import check_eps, parse_attack
+from ..data.datasets import load_dataset
 from ..errors import BadValueError
-from ..reproduce import (
+from ..runtime.checkpoint import load_classifier, versions
+from ..runtime.device import resolve_device
+from ..runtime.rundir import check_writable
+from .table2 import (
     MEASURED,
     NO_GPU,
     GridSpec,
@@ -39,10 +43,6 @@ from ..reproduce import (
     run_grid,
     write_files_atomically,
 )
-from ..rundir import check_writable
-from ..training import resolve_device
-from .harness import evaluate
-from .registry import check_eps, parse_attack
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import model_meta
-from .errors import BadValueError
-from .models.appd import InitKind, quantize_uint8, sample_p0
-from .synthesis.ascent import AscentSampler, critic_fn
-from .synthesis.cascade import build_critic, generate, load_chain, save_grid
-from .training.unsup_config import UnsupConfig
-from .training.wgan_gp import WganGpConfig, load_wgan_gp
-from .unsup_data import PositiveSource, load_positives
+from ..data.positives import PositiveSource, load_positives
+from ..errors import BadValueError
+from ..models.appd import InitKind, quantize_uint8, sample_p0
+from ..runtime.checkpoint import model_meta
+from ..synthesis.ascent import AscentSampler, critic_fn
+from ..synthesis.cascade import build_critic, generate, load_chain, save_grid
+from ..training.unsup_config import UnsupConfig
+from ..training.wgan_gp import WganGpConfig, load_wgan_gp
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,11 @@ from typing import Any
 import click
 import torch
 
-from .cli_common import (
+from ..errors import BadValueError, one_line
+from ..models.appd import InitKind
+from ..runtime.rundir import check_writable_file
+from ..synthesis.anysize import PatchLayout
+from .common import (
     SEED,
     RobustWinnCommand,
     command_line,
@@ -25,16 +29,12 @@ from .cli_common import (
     setup_logging,
     trust_option,
 )
-from .errors import BadValueError, one_line
-from .models.appd import InitKind
-from .rundir import check_writable_file
-from .synthesis.anysize import PatchLayout
 
 __all__ = ["train_unsupervised_cmd", "generate_cmd", "score_cmd"]
 
 
 def _device(name: str) -> torch.device:
-    from .training.supervised import resolve_device
+    from ..runtime.device import resolve_device
 
     return resolve_device(name)
 
@@ -142,9 +142,9 @@ def train_unsupervised_cmd(
     quiet: bool, **kw: Any,
 ) -> None:
     """Train an unsupervised WINN (Algorithm 1 with cascades, paper §3-5)."""
-    from .training.distributed import launched_by_torchrun
-    from .training.supervised import NonFiniteLossError
-    from .training.unsupervised import UnsupConfig, train_unsupervised
+    from ..runtime.distributed import launched_by_torchrun
+    from ..training.supervised import NonFiniteLossError
+    from ..training.unsupervised import UnsupConfig, train_unsupervised
 
     setup_logging(quiet)
     if launched_by_torchrun():  # every rank would train alone and all write to one --out
@@ -180,7 +180,7 @@ def _generate(
     max_steps: int | None,
     **kw: Any,
 ) -> torch.Tensor:
-    from .synthesis.cascade import generate
+    from ..synthesis.cascade import generate
 
     return generate(
         checkpoint, n, cascades=cascades, size=size, seed=seed, device=_device(device),
@@ -264,7 +264,7 @@ def generate_cmd(
     trust_code: bool,
 ) -> None:
     """Sample images through the cascade chain and write a PNG grid (REFERENCE §3.7, §3.9)."""
-    from .synthesis.cascade import save_grid
+    from ..synthesis.cascade import save_grid
 
     setup_logging(quiet)
     if out is None and save is None:
@@ -331,8 +331,8 @@ def score_cmd(
     trust_code: bool,
 ) -> None:
     """Inception score (or digit score with --classifier) of N generated images (paper §5.5)."""
-    from .checkpoint import load_classifier
-    from .scores import digit_score, inception_score, inception_weights_path
+    from ..evaluation.scores import digit_score, inception_score, inception_weights_path
+    from ..runtime.checkpoint import load_classifier
 
     setup_logging(quiet)
     if classifier is not None and inception_weights is not None:

@@ -24,16 +24,16 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .attacks.harness import evaluate
-from .attacks.registry import check_eps, parse_attack
-from .attacks.tables import PGD_MNIST, seed_numbers
-from .checkpoint import load_classifier, versions
-from .config import Method, SynthesisConfig, TrainConfig
-from .data import load_dataset
-from .errors import BadValueError
-from .reproduce import MEASURED, check_measured_kept, mean_std, train_or_reuse, write_files_atomically
-from .rundir import check_writable
-from .training import resolve_device
+from ..attacks.harness import evaluate
+from ..attacks.registry import check_eps, parse_attack
+from ..config import Method, SynthesisConfig, TrainConfig
+from ..data.datasets import load_dataset
+from ..errors import BadValueError
+from ..runtime.checkpoint import load_classifier, versions
+from ..runtime.device import resolve_device
+from ..runtime.rundir import check_writable
+from .table2 import MEASURED, check_measured_kept, mean_std, train_or_reuse, write_files_atomically
+from .tables34 import PGD_MNIST, seed_numbers
 
 __all__ = ["ABLATIONS_KEY", "AblationSpec", "Variant", "DEFAULT_VARIANTS", "run_ablations"]
 

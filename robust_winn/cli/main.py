@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from .cli_common import (
+from ..config import FastPathConfig, Method, Precision, StopRule, SynthesisConfig, TrainConfig
+from .common import (
     SEED,
     FiniteFloat,
     RobustWinnGroup,
@@ -25,7 +26,6 @@ from .cli_common import (
     overwrite_option,
     setup_logging,
 )
-from .config import FastPathConfig, Method, Precision, StopRule, SynthesisConfig, TrainConfig
 
 
 class _Group(RobustWinnGroup):
@@ -165,8 +165,8 @@ def train(out: str, resume: bool, overwrite: bool, **kw: Any) -> None:
     `--mode unsupervised` trains a WINN generator instead and takes the options of
     `robust-winn train-unsupervised --help` (paper §4, Algorithm 1).
     """
-    from .training import NonFiniteLossError
-    from .training import train as run_train
+    from ..training import NonFiniteLossError
+    from ..training import train as run_train
 
     setup_logging(kw["quiet"])
     cfg = _config(kw, out)
@@ -191,9 +191,9 @@ def train(out: str, resume: bool, overwrite: bool, **kw: Any) -> None:
 @main.command("list")
 def list_cmd() -> None:
     """List registered datasets, models and attacks."""
-    from .attacks.registry import list_attacks
-    from .data import list_datasets
-    from .models import list_models
+    from ..attacks.registry import list_attacks
+    from ..data.datasets import list_datasets
+    from ..models import list_models
 
     click.echo("datasets:")
     for k, v in list_datasets().items():
@@ -270,7 +270,7 @@ def reproduce() -> None:
               callback=_rows, help="DATASET:ARCH rows; rows without data or GPU are marked not run.")
 def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
     """Table 2: test error of baseline vs WINN, mean ± std over seeds."""
-    from .reproduce import GridSpec, reproduce_table2
+    from ..experiments.table2 import GridSpec, reproduce_table2
 
     setup_logging(False)
     spec = GridSpec(
@@ -299,8 +299,8 @@ def quickstart(out: str, device: str, seed: int, no_progress: bool, overwrite: b
     attacks both at eps = 0.125 and prints a Table 2/3 style summary. A few minutes on 2 CPU
     cores. Small-sample numbers: see README for the full-MNIST tables.
     """
-    from .quickstart import QUICK
-    from .quickstart import quickstart as run_quickstart
+    from ..experiments.quickstart import QUICK
+    from ..experiments.quickstart import quickstart as run_quickstart
 
     setup_logging(False)
     table = run_quickstart(out, device=device, seed=seed, progress=not no_progress,
@@ -329,7 +329,7 @@ def _table_extra(kw: dict[str, Any]) -> dict[str, Any] | None:
               help="Attack the first N test images only (smoke runs).")
 def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> None:
     """Table 3: MNIST FGSM (eps 0.125) and PGD adversarial error, correction rates."""
-    from .attacks.tables import reproduce_table3
+    from ..experiments.tables34 import reproduce_table3
 
     setup_logging(False)
     reproduce_table3(
@@ -346,7 +346,7 @@ def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> Non
 @_reproduce_options
 def reproduce_table4_cmd(**kw: Any) -> None:
     """Table 4: SVHN ResNet-32 FGSM (eps 0.005); marked not run here without the SVHN files."""
-    from .attacks.tables import reproduce_table4
+    from ..experiments.tables34 import reproduce_table4
 
     setup_logging(False)
     reproduce_table4(
@@ -359,8 +359,8 @@ def reproduce_table4_cmd(**kw: Any) -> None:
 
 
 def _register_commands() -> None:
-    from .cli_attack import attack
-    from .cli_unsup import generate_cmd, score_cmd, train_unsupervised_cmd
+    from .attack import attack
+    from .unsup import generate_cmd, score_cmd, train_unsupervised_cmd
 
     for cmd in (attack, train_unsupervised_cmd, generate_cmd, score_cmd):
         main.add_command(cmd)
@@ -390,7 +390,7 @@ _register_commands()
 @_REPLACE_MEASURED
 def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
     """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
-    from .ablations import DEFAULT_VARIANTS, AblationSpec, run_ablations
+    from ..experiments.ablations import DEFAULT_VARIANTS, AblationSpec, run_ablations
 
     setup_logging(False)
     spec = AblationSpec(

@@ -24,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from .errors import BadValueError, DataUnavailableError, UnknownNameError, one_line
+from ..errors import BadValueError, DataUnavailableError, UnknownNameError, one_line
 
 log = logging.getLogger(__name__)
 

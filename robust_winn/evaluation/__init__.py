@@ -1,0 +1,1 @@
+"""Evaluation beyond attacks: error and correction-rate metrics, Inception and digit scores."""
