@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -15,9 +16,10 @@ import torch.multiprocessing as mp
 from robust_winn.attacks import harness
 from robust_winn.config import SynthesisConfig, TrainConfig
 from robust_winn.models import build_classifier
+from robust_winn.objectives.winn import WinnObjective
 from robust_winn.runtime.checkpoint import load_checkpoint
 from robust_winn.runtime.distributed import DistContext, shard_bounds
-from robust_winn.training import supervised, train
+from robust_winn.training import train
 
 WORLD = 2
 
@@ -49,15 +51,15 @@ def _train_job(rank: int, cfg: TrainConfig, spy: str, resume: bool) -> None:
     if rank == 1:
         if not resume:  # a resumed run must read the checkpoint in rank 0's folder
             cfg = replace(cfg, out=cfg.out + "-rank1")
-        real = supervised._Run.synthesize
+        real = WinnObjective.end_epoch
+        epochs = itertools.count()  # epochs synthesised by this process
 
-        def keep_pool(self: supervised._Run, f_pos_means: list[float]) -> dict[str, float]:
-            out = real(self, f_pos_means)
-            assert self.pool is not None
-            torch.save(self.pool.state_dict(), f"{spy}-rank{rank}-epoch{self.state.epoch}.pt")
+        def keep_pool(self: WinnObjective, steps: dict[str, list[float]]) -> dict[str, float]:
+            out = real(self, steps)
+            torch.save(self.pool.state_dict(), f"{spy}-rank{rank}-epoch{next(epochs)}.pt")
             return out
 
-        supervised._Run.synthesize = keep_pool  # type: ignore[method-assign]
+        WinnObjective.end_epoch = keep_pool  # type: ignore[method-assign]
     train(cfg, resume=resume)
 
 

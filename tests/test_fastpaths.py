@@ -48,7 +48,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_default_path_uses_the_model_itself(tiny_cfg: TrainConfig):
     data = load_dataset("sample", val_size=50, limit_train=100, limit_test=50)
-    run = supervised._Run(tiny_cfg, data, torch.device("cpu"), DistContext())
+    run = supervised.SupervisedTrainer(tiny_cfg, data, torch.device("cpu"), DistContext())
     assert run.fwd is run.model  # no wrapper, no autocast, no compile on the default path
     assert run.model.classifier.features[2].weight.is_contiguous()  # conv 32->64, not channels_last
 
@@ -121,8 +121,8 @@ def test_compile_failing_at_first_call_falls_back_once_and_matches_eager(
 
 def test_channels_last_model_and_batches_compute_the_same_logits(tiny_cfg: TrainConfig):
     data = load_dataset("sample", val_size=50, limit_train=100, limit_test=50)
-    plain = supervised._Run(tiny_cfg, data, torch.device("cpu"), DistContext())
-    cl = supervised._Run(replace(tiny_cfg, fast=FastPathConfig(channels_last=True)), data,
+    plain = supervised.SupervisedTrainer(tiny_cfg, data, torch.device("cpu"), DistContext())
+    cl = supervised.SupervisedTrainer(replace(tiny_cfg, fast=FastPathConfig(channels_last=True)), data,
                          torch.device("cpu"), DistContext())
     conv = cl.model.classifier.features[2].weight  # conv 32->64 (C = 1 is both layouts at once)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

@@ -8,8 +8,10 @@ import torch
 from robust_winn.config import TrainConfig
 from robust_winn.errors import ResumeError
 from robust_winn.objectives import losses
+from robust_winn.objectives import winn as winn_objective
+from robust_winn.objectives.winn import WinnObjective
 from robust_winn.runtime.checkpoint import load_checkpoint, load_classifier
-from robust_winn.training import NonFiniteLossError, supervised, train
+from robust_winn.training import NonFiniteLossError, train
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -53,19 +55,19 @@ def test_ctrl_c_mid_epoch_keeps_last_epoch_and_resume_matches(
 ):
     train(replace(tiny_cfg, out=str(tmp_path / "full")))
     cfg = replace(tiny_cfg, out=str(tmp_path / "cut"))
-    real = supervised._Run.synthesize
+    real = WinnObjective.end_epoch
     calls = {"n": 0}
 
-    def interrupt_in_second_epoch(self, f_pos_means):
+    def interrupt_in_second_epoch(self, steps):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(self, f_pos_means)
+        return real(self, steps)
 
-    monkeypatch.setattr(supervised._Run, "synthesize", interrupt_in_second_epoch)
+    monkeypatch.setattr(WinnObjective, "end_epoch", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
-    monkeypatch.setattr(supervised._Run, "synthesize", real)
+    monkeypatch.setattr(WinnObjective, "end_epoch", real)
     rec = json.loads((tmp_path / "cut" / "record.json").read_text())
     assert rec["status"] == "interrupted" and rec["epochs_run"] == 1
     assert load_checkpoint(tmp_path / "cut" / "checkpoint-last.pt")["epoch"] == 1
@@ -85,7 +87,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
         out.total = out.total * float("nan")
         return out
 
-    monkeypatch.setattr(supervised, "winn_supervised_loss", nan_loss)
+    monkeypatch.setattr(winn_objective, "winn_supervised_loss", nan_loss)
     with pytest.raises(NonFiniteLossError, match="non-finite loss"):
         train(tiny_cfg, resume=True)
     after = _weights(Path(tiny_cfg.out) / "checkpoint-last.pt")

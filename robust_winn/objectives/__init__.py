@@ -1,1 +1,11 @@
-"""Training objectives: the loss terms of the baseline and of WINN (paper §3-4, §5.6)."""
+"""Training objectives (paper §3-4, §5.6): named loss terms, per-epoch work, resumable state.
+
+``losses`` holds the loss functions; ``base`` the :class:`Objective` type and its registry;
+``baseline`` and ``winn`` the two supervised methods of the paper. Importing this package
+registers them.
+"""
+
+from . import baseline, winn  # noqa: F401  (registration)
+from .base import Objective, ObjectiveContext, create_objective, list_objectives, register_objective
+
+__all__ = ["Objective", "ObjectiveContext", "create_objective", "list_objectives", "register_objective"]

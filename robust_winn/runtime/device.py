@@ -6,7 +6,7 @@ import torch
 
 from ..errors import BadValueError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "synchronize"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,3 +28,9 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise BadValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA devices")
     return dev
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work on ``device`` so that phase timers measure it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

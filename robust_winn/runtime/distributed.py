@@ -178,8 +178,10 @@ def all_reduce_grads_(params: Sequence[nn.Parameter], share: float, means: Tenso
     rank keeps ``grad = None``.
 
     Returns:
-        The global ``means``.
+        The global ``means`` (``means`` itself without a process group: nothing to reduce).
     """
+    if not current().enabled:
+        return means
     dev = params[0].device
     grads = [p.grad for p in params]
     n_grad = sum(p.numel() for p in params)
