@@ -129,7 +129,7 @@ def test_ctrl_c_mid_iteration_keeps_last_checkpoint_and_resumes_exactly(tmp_path
     from robust_winn.training import unsupervised as mod
 
     full = train_unsupervised(tiny(tmp_path / "full", cascades=1, iterations=3))
-    orig, calls = mod._Run.synthesis_step, []
+    orig, calls = mod.UnsupervisedTrainer.synthesis_step, []
 
     def interrupt_third(self, *a, **kw):
         calls.append(1)
@@ -137,12 +137,12 @@ def test_ctrl_c_mid_iteration_keeps_last_checkpoint_and_resumes_exactly(tmp_path
             raise KeyboardInterrupt
         return orig(self, *a, **kw)
 
-    monkeypatch.setattr(mod._Run, "synthesis_step", interrupt_third)
+    monkeypatch.setattr(mod.UnsupervisedTrainer, "synthesis_step", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         train_unsupervised(tiny(tmp_path / "int", cascades=1, iterations=3))
     rec = json.loads((tmp_path / "int" / "record.json").read_text())
     assert rec["status"] == "interrupted" and rec["iterations_run"] == 2
-    monkeypatch.setattr(mod._Run, "synthesis_step", orig)
+    monkeypatch.setattr(mod.UnsupervisedTrainer, "synthesis_step", orig)
     resumed = train_unsupervised(tiny(tmp_path / "int", cascades=1, iterations=3), resume=True)
     assert _strip(resumed["history"]) == _strip(full["history"])
     a = load_checkpoint(tmp_path / "int" / "checkpoint-last.pt")["model_state"]

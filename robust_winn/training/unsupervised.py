@@ -23,11 +23,10 @@ atomically after every iteration, so ``resume=True`` continues exactly as an uni
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,20 +39,23 @@ from ..data.positives import PositiveSource, load_positives
 from ..errors import ResumeError
 from ..models.appd import quantize_uint8, sample_p0
 from ..objectives.losses import gradient_penalty, wasserstein_loss
-from ..runtime.checkpoint import load_checkpoint, load_state, require_keys, save_checkpoint, versions
+from ..runtime.checkpoint import load_state, versions
 from ..runtime.device import resolve_device
 from ..runtime.rundir import claim
 from ..synthesis import NegativePool
 from ..synthesis.ascent import AscentSampler, critic_fn
 from ..synthesis.cascade import METHOD, build_critic
-from .resume import RUN_FILES, check_resume_settings
-from .supervised import NonFiniteLossError
+from .loop import NonFiniteLossError, drive, load_for_resume
+from .resume import RUN_FILES
 from .unsup_config import Preset, UnsupConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Preset", "UnsupConfig", "train_unsupervised"]  # config re-exported
 
+# What an unsupervised checkpoint must hold to be resumed.
+RESUME_KEYS = ("method", "config", "model", "iteration", "cascade", "history", "cascades", "wall_time_s",
+               "model_state", "optimizer_state", "pool_state", "init_source", "rng")
 # Settings a resumed run may change: how many cascades, where and how fast (see .resume).
 RESUME_FREE = ("cascades", "device", "out", "progress", "data_dir", "download", "image", "folder")
 
@@ -67,9 +69,16 @@ class _State:
     wall_time_s: float = 0.0
 
 
-class _Run:
+class UnsupervisedTrainer:
+    """One unsupervised run: critic, optimizer, pool, init source, snapshots; a unit is one iteration."""
+
+    table_name = "iterations.csv"
+    is_main = True  # unsupervised training runs in one process
+
     def __init__(self, cfg: UnsupConfig, source: PositiveSource, device: torch.device) -> None:
         self.cfg, self.source, self.device = cfg, source, device
+        self.out = Path(cfg.out)
+        self._bar: tqdm | None = None
         torch.manual_seed(cfg.seed)
         self.model = build_critic(cfg.arch, source.image_shape).to(device)
         self.f = critic_fn(self.model)
@@ -133,21 +142,11 @@ class _Run:
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
-        if ckpt.get("method") != METHOD:
-            raise ResumeError(f"checkpoint method is {ckpt.get('method')!r}, not {METHOD!r}")
-        if ckpt["model"]["arch"] != self.cfg.arch:
-            raise ResumeError(
-                f"checkpoint was trained with arch {ckpt['model']['arch']!r}, not {self.cfg.arch!r}"
-            )
+        """Continue from a checkpoint whose settings :func:`.loop.load_for_resume` checked."""
         if tuple(ckpt["model"]["image_shape"]) != self.source.image_shape:
             raise ResumeError(
                 f"checkpoint images are {ckpt['model']['image_shape']}, "
                 f"the data gives {list(self.source.image_shape)}"
-            )
-        if int(ckpt["iteration"]) >= self.cfg.iterations:
-            raise ResumeError(
-                f"checkpoint stopped at iteration {int(ckpt['iteration']) + 1} of a cascade; "
-                f"--iterations {self.cfg.iterations} is too small to continue it"
             )
         load_state(self.model, ckpt["model_state"], self.cfg.out, "critic")
         load_state(self.opt, ckpt["optimizer_state"], self.cfg.out, "optimizer")
@@ -162,6 +161,62 @@ class _Run:
             list(ckpt["cascades"]),
             float(ckpt["wall_time_s"]),
         )
+
+    # ------------------------------------------------------------------ lifecycle (.loop)
+    def done(self) -> bool:
+        return self.state.cascade >= self.cfg.cascades
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.state.history
+
+    def extra_checkpoints(self, row: dict[str, Any]) -> Collection[str]:
+        return ()
+
+    def run_unit(self) -> dict[str, Any]:
+        return self.iterate()
+
+    def record(self, status: str, command: str | None) -> dict[str, Any]:
+        st = self.state
+        return {
+            "command": command,
+            "status": status,
+            "method": METHOD,
+            "config": self.cfg.to_dict(),
+            "dataset": self.source.describe(),
+            "seed": self.cfg.seed,
+            "versions": versions(),
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "cascades_done": len(st.snapshots),
+            "iterations_run": len(st.history),
+            "tau_ranges": [
+                {"cascade": s["cascade"], "tau_min": s["tau_min"], "tau_max": s["tau_max"]}
+                for s in st.snapshots
+            ],
+            "wall_time_s": st.wall_time_s,
+            "cost": _cost(st.history, self),
+            "history": st.history,
+        }
+
+    def log_unit(self, row: dict[str, Any]) -> None:
+        if self._bar is None:
+            cfg = self.cfg
+            self._bar = tqdm(
+                total=cfg.cascades * cfg.iterations, initial=len(self.state.history) - 1,
+                desc="unsupervised WINN", disable=None if cfg.progress else True, file=sys.stderr,
+            )
+        self._bar.update(1)
+        self._bar.set_postfix(c=int(row["cascade"]), loss=f"{row['loss']:.3f}", pool=int(row["pool_size"]))
+        log.info(
+            "cascade %d it %d: loss %.4f W %.4f GP %.4f tau [%.3f, %.3f] synth steps %.1f (%.1fs)",
+            row["cascade"], row["iteration"], row["loss"], row["wasserstein"], row["gp"],
+            row["tau_min"], row["tau_max"], row["synth_mean_steps"], row["time_s"],
+        )
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        if self._bar is not None:
+            self._bar.close()
 
     # ------------------------------------------------------------------ one iteration
     def classification_step(self) -> dict[str, float]:
@@ -258,7 +313,7 @@ class _Run:
         return row
 
 
-def _cost(history: list[dict[str, float]], run: _Run) -> dict[str, float | None]:
+def _cost(history: list[dict[str, float]], run: UnsupervisedTrainer) -> dict[str, float | None]:
     """What the run spent per phase (issue 5 §4), summed over the iterations run.
 
     A critic step is one forward+backward of 2B images plus the gradient penalty's double
@@ -277,37 +332,6 @@ def _cost(history: list[dict[str, float]], run: _Run) -> dict[str, float | None]
         "images_synthesized": total("n_new"),
         "gpu_s": run.state.wall_time_s if run.device.type == "cuda" else None,
     }
-
-
-def _write_record(out: Path, run: _Run, status: str, command: str | None) -> dict[str, Any]:
-    st = run.state
-    record = {
-        "command": command,
-        "status": status,
-        "method": METHOD,
-        "config": run.cfg.to_dict(),
-        "dataset": run.source.describe(),
-        "seed": run.cfg.seed,
-        "versions": versions(),
-        "device": str(run.device),
-        "torch_threads": torch.get_num_threads(),
-        "cascades_done": len(st.snapshots),
-        "iterations_run": len(st.history),
-        "tau_ranges": [
-            {"cascade": s["cascade"], "tau_min": s["tau_min"], "tau_max": s["tau_max"]} for s in st.snapshots
-        ],
-        "wall_time_s": st.wall_time_s,
-        "cost": _cost(st.history, run),
-        "history": st.history,
-    }
-    (out / "record.json").write_text(json.dumps(record, indent=2))
-    if st.history:
-        keys = list(dict.fromkeys(k for h in st.history for k in h))
-        with (out / "iterations.csv").open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(st.history)
-    return record
 
 
 def train_unsupervised(
@@ -344,6 +368,12 @@ def train_unsupervised(
         return _train_unsupervised(cfg, resume, command, source, stop_after, device)
 
 
+def _config_of(ckpt: dict[str, Any]) -> dict[str, Any]:
+    if ckpt.get("method") != METHOD:
+        raise ResumeError(f"checkpoint method is {ckpt.get('method')!r}, not {METHOD!r}")
+    return UnsupConfig.from_dict(ckpt["config"]).to_dict()
+
+
 def _train_unsupervised(
     cfg: UnsupConfig,
     resume: bool,
@@ -352,18 +382,10 @@ def _train_unsupervised(
     stop_after: int | None,
     device: torch.device,
 ) -> dict[str, Any]:
-    out = Path(cfg.out)
-    last = out / "checkpoint-last.pt"
     ckpt = None
     if resume:
-        if not last.exists():
-            raise ResumeError(f"--resume: no {last} to resume from")
-        ckpt = load_checkpoint(last)
-        require_keys(ckpt, last, ("method", "config", "model", "iteration", "cascade", "history",
-                                  "cascades", "wall_time_s", "model_state", "optimizer_state",
-                                  "pool_state", "init_source", "rng"))
-        had = UnsupConfig.from_dict(ckpt["config"]).to_dict()
-        check_resume_settings(had, cfg.to_dict(), RESUME_FREE, str(out))
+        ckpt = load_for_resume(Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of, want=cfg.to_dict(),
+                               free=RESUME_FREE)
     if source is None:
         source = load_positives(
             cfg.dataset,
@@ -374,52 +396,14 @@ def _train_unsupervised(
             download=cfg.download,
             limit=cfg.limit,
         )
-    run = _Run(cfg, source, device)
+    run = UnsupervisedTrainer(cfg, source, device)
     if ckpt is not None:
         run.restore(ckpt)
-        log.info(
-            "resumed %s at cascade %d, iteration %d", last, run.state.cascade + 1, run.state.iteration + 1
-        )
+        log.info("resumed %s at cascade %d, iteration %d", cfg.out, run.state.cascade + 1,
+                 run.state.iteration + 1)
     else:
         run.start()
-    total = cfg.cascades * cfg.iterations
-    done = run.state.cascade * cfg.iterations + run.state.iteration
-    bar = tqdm(
-        total=total,
-        initial=min(done, total),
-        desc="unsupervised WINN",
-        disable=None if cfg.progress else True,
-        file=sys.stderr,
-    )
-    status, ran = "running", 0
     try:
-        while run.state.cascade < cfg.cascades and (stop_after is None or ran < stop_after):
-            row = run.iterate()
-            ran += 1
-            save_checkpoint(run.checkpoint_state(), last)
-            _write_record(out, run, "running", command)
-            bar.update(1)
-            bar.set_postfix(c=int(row["cascade"]), loss=f"{row['loss']:.3f}", pool=int(row["pool_size"]))
-            log.info(
-                "cascade %d it %d: loss %.4f W %.4f GP %.4f tau [%.3f, %.3f] synth steps %.1f (%.1fs)",
-                row["cascade"],
-                row["iteration"],
-                row["loss"],
-                row["wasserstein"],
-                row["gp"],
-                row["tau_min"],
-                row["tau_max"],
-                row["synth_mean_steps"],
-                row["time_s"],
-            )
-        status = "completed" if run.state.cascade >= cfg.cascades else "stopped"
-    except NonFiniteLossError:
-        status = "non-finite"
-        raise
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
+        return drive(run, command=command, stop_after=stop_after)
     finally:
-        bar.close()
-        record = _write_record(out, run, status, command)
-    return record
+        run.close()
