@@ -28,11 +28,11 @@ Figure 3 itself (the ascent on this critic next to WINN-single's) is
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ..config import MAX_SEED, check_number
 from ..data.positives import PositiveSource, load_positives
+from ..errors import ResumeError
 from ..objectives.losses import gradient_penalty, wasserstein_loss
 from ..runtime.checkpoint import (
     CheckpointError,
@@ -56,8 +57,8 @@ from ..runtime.device import resolve_device
 from ..runtime.rundir import claim
 from ..synthesis.ascent import critic_fn
 from ..synthesis.cascade import build_critic
+from .loop import NonFiniteLossError, drive, load_for_resume
 from .resume import RUN_FILES
-from .supervised import NonFiniteLossError
 from .unsup_config import Preset
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ __all__ = [
     "WganGpConfig",
     "DCGANGenerator",
     "critic_step",
+    "WganGpTrainer",
     "train_wgan_gp",
     "save_wgan_gp",
     "load_wgan_gp",
@@ -97,6 +99,7 @@ class WganGpConfig:
     beta2: float = 0.9  # Adam beta2
     gp_lambda: float = 10.0  # gradient-penalty weight
     tau_window: int = 100  # last critic updates whose f+ batch means give [tau_min, tau_max]
+    checkpoint_every: int = 100  # generator iterations between checkpoints (resume granularity)
     seed: int = 0  # seeds everything
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out: str = "runs/wgan_gp"  # output folder
@@ -120,6 +123,7 @@ class WganGpConfig:
             "n_critic",
             "batch_size",
             "tau_window",
+            "checkpoint_every",
             "image_size",
         ):
             check_number(name, getattr(self, name), low=1, integer=True)
@@ -225,7 +229,7 @@ def critic_step(
 
 
 def save_wgan_gp(
-    path: str | Path,
+    path: str | Path | dict[str, Any],
     critic: nn.Module,
     gen: DCGANGenerator,
     cfg: WganGpConfig,
@@ -234,7 +238,11 @@ def save_wgan_gp(
     tau: tuple[float, float],
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write critic, generator, config and tau range with the atomic :func:`save_checkpoint`."""
+    """Write critic, generator, config and tau range with the atomic :func:`save_checkpoint`.
+
+    With a dict as ``path`` the state is put into it instead of a file (the trainer's
+    checkpoints, which :mod:`.loop` writes).
+    """
     state = {
         "method": METHOD,
         "model": {"arch": cfg.arch, "kwargs": {}, "image_shape": list(image_shape), "num_outputs": 1},
@@ -248,7 +256,10 @@ def save_wgan_gp(
         "generator_state": {k: v.detach().cpu() for k, v in gen.state_dict().items()},
         **(extra or {}),
     }
-    save_checkpoint(state, path)
+    if isinstance(path, dict):
+        path.update(state)
+    else:
+        save_checkpoint(state, path)
 
 
 def load_wgan_gp(
@@ -274,19 +285,190 @@ def load_wgan_gp(
     return critic.to(device).eval(), gen.to(device).eval(), ckpt
 
 
+# What a WGAN-GP checkpoint must hold to be resumed, and the settings a resume may change.
+RESUME_KEYS = ("method", "config", "model", "iteration", "critic_steps", "f_range", "history",
+               "wall_time_s", "cost_s", "critic_state", "generator_state", "opt_d_state", "opt_g_state",
+               "rng")
+# (not iterations: the tau window is the run's last critic steps, so a longer run is another run)
+RESUME_FREE = ("checkpoint_every", "device", "out", "progress", "data_dir", "download",
+               "image", "folder")
+
+
+class WganGpTrainer:
+    """One WGAN-GP run; a unit is ``checkpoint_every`` generator iterations (or what is left)."""
+
+    table_name = "iterations.csv"
+    is_main = True  # WGAN-GP trains in one process
+
+    def __init__(self, cfg: WganGpConfig, source: PositiveSource, device: torch.device) -> None:
+        self.cfg, self.source, self.device, self.out = cfg, source, device, Path(cfg.out)
+        shape = source.image_shape
+        torch.manual_seed(cfg.seed)
+        self.critic = build_critic(cfg.arch, shape).to(device)
+        self.gen = DCGANGenerator(
+            z_dim=cfg.z_dim, out_channels=shape[0], image_size=shape[1], width=cfg.gen_width
+        ).to(device)
+        self.f = critic_fn(self.critic)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.iteration, self.step = 0, 0  # generator iterations and critic steps done
+        self.f_min, self.f_max = float("inf"), float("-inf")
+        self.rows: list[dict[str, float]] = []
+        self.wall_time_s = 0.0
+        self.cost_s = {"critic_time_s": 0.0, "generator_time_s": 0.0}
+        self._bar: tqdm | None = None
+
+    # ------------------------------------------------------------------ lifecycle (.loop)
+    def done(self) -> bool:
+        return self.iteration >= self.cfg.iterations
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.rows
+
+    def extra_checkpoints(self, row: dict[str, Any]) -> Collection[str]:
+        return ()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The loadable WGAN-GP checkpoint (:func:`load_wgan_gp`) plus what a resume needs."""
+        state: dict[str, Any] = {}
+        extra = {
+            "history": self.rows, "wall_time_s": self.wall_time_s, "dataset": self.source.describe(),
+            "iteration": self.iteration, "critic_steps": self.step, "f_range": [self.f_min, self.f_max],
+            "cost_s": dict(self.cost_s), "opt_d_state": self.opt_d.state_dict(),
+            "opt_g_state": self.opt_g.state_dict(),
+            "rng": {"gen": self.rng.get_state(), "torch": torch.get_rng_state()},
+        }
+        save_wgan_gp(state, self.critic, self.gen, self.cfg, image_shape=self.source.image_shape,
+                     tau=(self.f_min, self.f_max), extra=extra)
+        return state
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a checkpoint whose settings :func:`.loop.load_for_resume` checked."""
+        where = self.cfg.out
+        load_state(self.critic, ckpt["critic_state"], where, "critic")
+        load_state(self.gen, ckpt["generator_state"], where, "generator")
+        load_state(self.opt_d, ckpt["opt_d_state"], where, "critic optimizer")
+        load_state(self.opt_g, ckpt["opt_g_state"], where, "generator optimizer")
+        self.rng.set_state(ckpt["rng"]["gen"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.iteration, self.step = int(ckpt["iteration"]), int(ckpt["critic_steps"])
+        self.f_min, self.f_max = (float(v) for v in ckpt["f_range"])
+        self.rows = list(ckpt["history"])
+        self.wall_time_s = float(ckpt["wall_time_s"])
+        self.cost_s = {k: float(v) for k, v in ckpt["cost_s"].items()}
+
+    def record(self, status: str, command: str | None) -> dict[str, Any]:
+        cfg, step = self.cfg, self.step
+        finite = math.isfinite(self.f_min)
+        return {
+            "command": command,
+            "status": status,
+            "method": METHOD,
+            "config": cfg.to_dict(),
+            "dataset": self.source.describe(),
+            "seed": cfg.seed,
+            "versions": versions(),
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "iterations_run": self.iteration,
+            "critic_steps": step,
+            "tau_min": self.f_min if finite else None,
+            "tau_max": self.f_max if finite else None,
+            "wall_time_s": self.wall_time_s,
+            "cost": {
+                **self.cost_s,  # critic steps (the generator's samples for them included), G steps
+                "critic_steps": step,
+                "generator_steps": self.iteration,
+                "positives_seen": step * cfg.batch_size,
+                "generated_images": (step + self.iteration) * cfg.batch_size,
+                "gpu_s": self.wall_time_s if self.device.type == "cuda" else None,
+            },
+            "history": self.rows,
+        }
+
+    def log_unit(self, row: dict[str, Any]) -> None:
+        if self.done():
+            log.info("WGAN-GP: %d iterations in %.1fs, tau [%.4f, %.4f]", self.iteration, self.wall_time_s,
+                     self.f_min, self.f_max)
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        if self._bar is not None:
+            self._bar.close()
+
+    # ------------------------------------------------------------------ a block of iterations
+    def run_unit(self) -> dict[str, Any]:
+        """``checkpoint_every`` generator iterations, each after ``n_critic`` critic steps."""
+        cfg = self.cfg
+        if self._bar is None:
+            self._bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="WGAN-GP",
+                             disable=None if cfg.progress else True, file=sys.stderr)
+        tau_from = cfg.iterations * cfg.n_critic - cfg.tau_window  # first critic step of the window
+        stop = min(cfg.iterations, self.iteration + cfg.checkpoint_every)
+        self.critic.train()
+        self.gen.train()
+        row: dict[str, Any] = {}
+        while self.iteration < stop:
+            t0 = time.perf_counter()
+            sums = {"loss": 0.0, "wasserstein": 0.0, "gp": 0.0}
+            for _ in range(cfg.n_critic):
+                xp = self.source.draw(cfg.batch_size, generator=self.rng).to(self.device)  # (B, C, H, W)
+                xn = self.gen.sample(cfg.batch_size, generator=self.rng)  # (B, C, H, W), no grad to G
+                terms = critic_step(self.f, self.opt_d, xp, xn, gp_lambda=cfg.gp_lambda, generator=self.rng)
+                for k, v in terms.items():
+                    sums[k] += v / cfg.n_critic
+                if self.step >= tau_from:  # f+ batch mean after the update, as the WINN trainer does
+                    with torch.no_grad():
+                        fp = float(self.f(xp).mean())
+                    self.f_min, self.f_max = min(self.f_min, fp), max(self.f_max, fp)
+                self.step += 1
+            t1 = time.perf_counter()
+            self.cost_s["critic_time_s"] += t1 - t0
+            self.critic.requires_grad_(False)
+            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=self.rng).to(self.device)
+            g_loss = -self.f(self.gen(z)).mean()
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+            self.critic.requires_grad_(True)
+            self.cost_s["generator_time_s"] += time.perf_counter() - t1
+            self.iteration += 1
+            row = {"iteration": float(self.iteration), **sums, "gen_loss": float(g_loss.detach())}
+            row["time_s"] = time.perf_counter() - t0
+            self.wall_time_s += row["time_s"]
+            self.rows.append(row)
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{row['loss']:.3f}", g=f"{row['gen_loss']:.3f}")
+            log.debug("WGAN-GP it %d: critic loss %.4f GP %.4f gen loss %.4f", self.iteration,
+                      row["loss"], row["gp"], row["gen_loss"])
+        return row
+
+
+def _config_of(ckpt: dict[str, Any]) -> dict[str, Any]:
+    if ckpt.get("method") != METHOD:
+        raise ResumeError(f"checkpoint method is {ckpt.get('method')!r}, not {METHOD!r}")
+    return WganGpConfig.from_dict(ckpt["config"]).to_dict()
+
+
 def train_wgan_gp(
     cfg: WganGpConfig,
     *,
     source: PositiveSource | None = None,
     command: str | None = None,
+    resume: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train WGAN-GP; write ``cfg.out/checkpoint-last.pt`` and ``record.json`` (REFERENCE §3.8).
+    """Train WGAN-GP; write checkpoint-last.pt, record.json, iterations.csv (REFERENCE §3.8).
+
+    A checkpoint is written every ``checkpoint_every`` generator iterations, so an interrupted
+    run continues with ``resume=True`` exactly as it would have run uninterrupted.
 
     Args:
         cfg: the run's configuration (:meth:`WganGpConfig.preset` for budgets).
         source: positives to use instead of loading ``cfg.dataset``.
         command: command line stored in the record.
+        resume: continue the run in ``cfg.out`` (settings but ``RESUME_FREE`` must be equal).
         overwrite: replace a run already in ``cfg.out`` (else such a folder is refused).
 
     Returns:
@@ -294,111 +476,30 @@ def train_wgan_gp(
 
     Raises:
         NonFiniteLossError: the critic loss diverged.
-        UserError (RunDirError, DataUnavailableError, ModelSpecError, BadValueError): bad input.
+        UserError (ResumeError, RunDirError, DataUnavailableError, ModelSpecError, BadValueError):
+        bad input.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
-    with claim(cfg.out, results=RUN_FILES, overwrite=overwrite):
-        return _train_wgan_gp(cfg, source, command, device)
-
-
-def _train_wgan_gp(
-    cfg: WganGpConfig, source: PositiveSource | None, command: str | None, device: torch.device
-) -> dict[str, Any]:
-    if source is None:
-        source = load_positives(
-            cfg.dataset,
-            image=cfg.image,
-            folder=cfg.folder,
-            data_dir=cfg.data_dir,
-            size=cfg.image_size,
-            download=cfg.download,
-            limit=cfg.limit,
-        )
-    shape = source.image_shape
-    torch.manual_seed(cfg.seed)
-    critic = build_critic(cfg.arch, shape).to(device)
-    gen = DCGANGenerator(z_dim=cfg.z_dim, out_channels=shape[0], image_size=shape[1], width=cfg.gen_width)
-    gen = gen.to(device)
-    f = critic_fn(critic)
-    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    rng = torch.Generator().manual_seed(cfg.seed + 1)
-    tau_from = cfg.iterations * cfg.n_critic - cfg.tau_window  # first critic step of the tau window
-    f_min, f_max, step = float("inf"), float("-inf"), 0
-    history: list[dict[str, float]] = []
-    bar = tqdm(total=cfg.iterations, desc="WGAN-GP", disable=None if cfg.progress else True, file=sys.stderr)
-    t_start = time.perf_counter()
-    t_critic = t_gen = 0.0  # seconds per phase (cost accounting)
-    critic.train()
-    gen.train()
-    for it in range(cfg.iterations):
-        t0 = time.perf_counter()
-        sums = {"loss": 0.0, "wasserstein": 0.0, "gp": 0.0}
-        for _ in range(cfg.n_critic):
-            xp = source.draw(cfg.batch_size, generator=rng).to(device)  # (B, C, H, W)
-            xn = gen.sample(cfg.batch_size, generator=rng)  # (B, C, H, W), no gradient to G
-            for k, v in critic_step(f, opt_d, xp, xn, gp_lambda=cfg.gp_lambda, generator=rng).items():
-                sums[k] += v / cfg.n_critic
-            if step >= tau_from:  # f+ batch mean after the update, as the WINN trainer does
-                with torch.no_grad():
-                    fp = float(f(xp).mean())
-                f_min, f_max = min(f_min, fp), max(f_max, fp)
-            step += 1
-        t1 = time.perf_counter()
-        t_critic += t1 - t0
-        critic.requires_grad_(False)
-        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(device)
-        g_loss = -f(gen(z)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        critic.requires_grad_(True)
-        t_gen += time.perf_counter() - t1
-        row = {"iteration": float(it + 1), **sums, "gen_loss": float(g_loss.detach())}
-        row["time_s"] = time.perf_counter() - t0
-        history.append(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", g=f"{row['gen_loss']:.3f}")
-        log.debug(
-            "WGAN-GP it %d: critic loss %.4f GP %.4f gen loss %.4f",
-            it + 1,
-            row["loss"],
-            row["gp"],
-            row["gen_loss"],
-        )
-    bar.close()
-    wall = time.perf_counter() - t_start
-    out = Path(cfg.out)
-    extra = {"history": history, "wall_time_s": wall, "dataset": source.describe()}
-    save_wgan_gp(
-        out / "checkpoint-last.pt", critic, gen, cfg, image_shape=shape, tau=(f_min, f_max), extra=extra
-    )
-    record = {
-        "command": command,
-        "status": "completed",
-        "method": METHOD,
-        "config": cfg.to_dict(),
-        "dataset": source.describe(),
-        "seed": cfg.seed,
-        "versions": versions(),
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "critic_steps": step,
-        "tau_min": f_min,
-        "tau_max": f_max,
-        "wall_time_s": wall,
-        "cost": {
-            "critic_time_s": t_critic,  # critic steps, the generator's samples for them included
-            "generator_time_s": t_gen,
-            "critic_steps": step,
-            "generator_steps": cfg.iterations,
-            "positives_seen": step * cfg.batch_size,
-            "generated_images": (step + cfg.iterations) * cfg.batch_size,
-            "gpu_s": wall if device.type == "cuda" else None,
-        },
-        "history": history,
-    }
-    (out / "record.json").write_text(json.dumps(record, indent=2))
-    log.info("WGAN-GP: %d iterations in %.1fs, tau [%.4f, %.4f]", cfg.iterations, wall, f_min, f_max)
-    return record
+    with claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite):
+        ckpt = None
+        if resume:
+            ckpt = load_for_resume(Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of,
+                                   want=cfg.to_dict(), free=RESUME_FREE)
+        if source is None:
+            source = load_positives(
+                cfg.dataset,
+                image=cfg.image,
+                folder=cfg.folder,
+                data_dir=cfg.data_dir,
+                size=cfg.image_size,
+                download=cfg.download,
+                limit=cfg.limit,
+            )
+        trainer = WganGpTrainer(cfg, source, device)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+        try:
+            return drive(trainer, command=command)
+        finally:
+            trainer.close()
