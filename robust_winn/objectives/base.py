@@ -66,6 +66,10 @@ class Objective:
         """Scalar terms (with ``"loss"`` the one to minimise) for positives ``x`` labelled ``y``."""
         raise TypeError(f"{type(self).__name__} must implement loss_terms()")
 
+    def describe(self) -> dict[str, Any]:
+        """What the record should say about this objective (its name and any choices made)."""
+        return {"name": type(self).__name__}
+
     def end_epoch(self, steps: dict[str, list[float]]) -> dict[str, float]:
         """Work after an epoch's steps (``steps``: each term's global value per step); metrics."""
         del steps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from .base import Objective, register_objective
@@ -16,6 +18,10 @@ class BaselineObjective(Objective):
 
     terms = ("loss", "ce")
     averaged = ("loss", "ce")
+
+    def describe(self) -> dict[str, Any]:
+        """The record's objective entry."""
+        return {"name": "baseline"}
 
     def loss_terms(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """``loss`` = ``ce`` = mean cross-entropy of the classifier on ``(x, y)``."""

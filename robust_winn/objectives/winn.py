@@ -9,10 +9,19 @@ of f (REFERENCE §1.6), and appended to the pool. The pool is what a resume must
 
 Under torchrun each rank synthesises a contiguous share of every class and the images are
 all-gathered, so the pool is identical on every rank.
+
+A classifier with BatchNorm (a user's ``--arch``) would, forwarded in train mode on positives
+and pseudo-negatives together, normalise each with the other's batch statistics and let its
+running statistics absorb pseudo-negatives and GP interpolates. Here such a model sees in train
+mode only the positives (the cross-entropy forward, as its own training would), and the critic
+terms (f on positives and negatives, the gradient penalty) are computed with BatchNorm in eval
+mode, one normalisation for all of them; the record says so (``objective.batchnorm``). Models
+without BatchNorm (all built-in ones) take the paper's single joint forward.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -24,12 +33,15 @@ from ..errors import BadValueError, CheckpointError
 from ..models.init_nets import DCGANInitGenerator
 from ..runtime.device import synchronize
 from ..runtime.distributed import DistContext, all_gather_cat, all_reduce_, broadcast_module_, shard_bounds
+from ..runtime.frozen import batchnorm_eval, has_batchnorm
 from ..synthesis import NegativePool, PseudoNegativeSampler
 from ..synthesis.sampler import SynthesisStats
 from .base import Objective, ObjectiveContext, register_objective
 from .losses import gradient_penalty, winn_supervised_loss
 
 __all__ = ["WinnObjective"]
+
+log = logging.getLogger(__name__)
 
 
 @register_objective("winn")
@@ -58,15 +70,31 @@ class WinnObjective(Objective):
         labels = torch.arange(data.num_classes).repeat_interleave(s.init_per_class)
         self.pool.add(self.init_gen.sample(labels.numel(), generator=ctx.gen), labels)
         broadcast_module_(self.init_gen)
+        self.batchnorm = has_batchnorm(ctx.model)
+        if self.batchnorm and ctx.dist.is_main:
+            log.warning(
+                "the classifier has BatchNorm: WINN trains it in train mode on positives only and "
+                "computes the critic terms with BatchNorm in eval mode (recorded as objective.batchnorm)"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """How the critic terms were computed, for the record."""
+        return {"name": "winn", "batchnorm": "critic terms in eval mode" if self.batchnorm else None}
 
     def loss_terms(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """The WINN loss on positives ``x`` and as many pool negatives of the same classes."""
         c = self.ctx
         x_neg = c.fast.batch(self.pool.sample(y.cpu(), generator=c.local_gen))
-        logits, f = c.fwd.logits_and_critic(torch.cat([x, x_neg]))  # (2N, K), (2N,) fp32
         n = x.shape[0]
-        # GP through the plain model: float32, eager, outside autocast (see runtime.fastpaths)
-        gp = gradient_penalty(c.model.critic, x, x_neg, generator=c.local_gen)
+        if self.batchnorm:  # positives alone in train mode; critic terms on running statistics
+            logits = c.fwd(x)  # (N, K)
+            with batchnorm_eval(c.model):
+                f = c.fwd.logits_and_critic(torch.cat([x, x_neg]))[1]  # (2N,)
+                gp = gradient_penalty(c.model.critic, x, x_neg, generator=c.local_gen)
+        else:
+            logits, f = c.fwd.logits_and_critic(torch.cat([x, x_neg]))  # (2N, K), (2N,) fp32
+            # GP through the plain model: float32, eager, outside autocast (see runtime.fastpaths)
+            gp = gradient_penalty(c.model.critic, x, x_neg, generator=c.local_gen)
         out = winn_supervised_loss(
             logits[:n], f[:n], f[n:], gp, y, alpha=c.cfg.alpha, gp_lambda=c.cfg.gp_lambda
         )

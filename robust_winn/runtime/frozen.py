@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-__all__ = ["frozen_eval"]
+__all__ = ["batchnorm_eval", "frozen_eval", "has_batchnorm"]
 
 
 @contextmanager
@@ -28,3 +28,22 @@ def frozen_eval(*models: nn.Module) -> Iterator[None]:
             m.train(training)
             for p, flag in zip(m.parameters(), flags, strict=True):
                 p.requires_grad_(flag)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` holds a BatchNorm layer (whose train mode mixes a batch's statistics)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@contextmanager
+def batchnorm_eval(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``model`` in eval mode (running statistics, none updated); restored."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.training for m in layers]
+    for m in layers:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in zip(layers, saved, strict=True):
+            m.train(training)

@@ -207,6 +207,7 @@ class SupervisedTrainer:
             "final_test_error": hist[-1]["test_error"] if hist else None,
             "world_size": self.ctx.world_size,
             "fast_paths": self.fast.record(),
+            "objective": self.objective.describe(),
             "cost": {**st.cost, "gpu_s": gpu_s},
             "history": hist,
         }
