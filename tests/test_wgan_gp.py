@@ -9,12 +9,12 @@ from PIL import Image
 
 from robust_winn.data.positives import ImageTensorSource
 from robust_winn.experiments.figure3 import FIGURE3_ROWS, figure3_comparison
+from robust_winn.models.dcgan import DCGANGenerator
 from robust_winn.runtime.checkpoint import CheckpointError, load_checkpoint
 from robust_winn.synthesis.ascent import critic_fn
 from robust_winn.synthesis.cascade import build_critic
 from robust_winn.training.unsupervised import UnsupConfig, train_unsupervised
 from robust_winn.training.wgan_gp import (
-    DCGANGenerator,
     WganGpConfig,
     critic_step,
     load_wgan_gp,
