@@ -29,7 +29,8 @@ import torchattacks
 from torch import nn
 from torchattacks.attack import Attack
 
-from ..errors import BadValueError, UnknownNameError
+from ..errors import BadValueError
+from ..registry import Registry, check_kwargs
 
 __all__ = [
     "AttackKind",
@@ -167,11 +168,10 @@ def _derived(annotation: Any, default: Any) -> Param:
 class _Entry:
     factory: Factory
     kind: AttackKind
-    description: str
     params: dict[str, Param]
 
 
-_ATTACKS: dict[str, _Entry] = {}
+_ATTACKS: Registry[_Entry] = Registry("attack")
 
 
 def _schema(name: str, fn: Factory, explicit: Mapping[str, Param] | None) -> dict[str, Param]:
@@ -208,9 +208,7 @@ def register_attack(
     """
 
     def deco(fn: Factory) -> Factory:
-        if name in _ATTACKS:
-            raise ValueError(f"attack {name!r} is already registered")
-        _ATTACKS[name] = _Entry(fn, AttackKind(kind), description, _schema(name, fn, params))
+        _ATTACKS.add(name, _Entry(fn, AttackKind(kind), _schema(name, fn, params)), description)
         return fn
 
     return deco
@@ -218,19 +216,12 @@ def register_attack(
 
 def list_attacks() -> dict[str, str]:
     """Registered attack names -> one-line description."""
-    return {k: v.description for k, v in sorted(_ATTACKS.items())}
+    return _ATTACKS.describe()
 
 
 def attack_params(name: str) -> dict[str, Param]:
     """The user parameters of attack ``name`` and how each is checked (for help texts, tests)."""
-    if name not in _ATTACKS:
-        raise _unknown(name)
     return dict(_ATTACKS[name].params)
-
-
-def _unknown(name: str) -> UnknownNameError:
-    return UnknownNameError(
-        f"unknown attack {name!r}; choose one of: {', '.join(sorted(_ATTACKS))}")
 
 
 def check_eps(eps: Any) -> float:
@@ -281,16 +272,14 @@ class AttackSpec:
     @property
     def kind(self) -> AttackKind:
         """The registered :class:`AttackKind`."""
-        if self.name not in _ATTACKS:
-            raise _unknown(self.name)
         return _ATTACKS[self.name].kind
 
 
 def _split(text: str) -> AttackSpec:
     name, _, rest = text.strip().partition(":")
     name = name.strip()
-    if name not in _ATTACKS:
-        raise _unknown(name)
+    if name not in _ATTACKS:  # an unknown name fails before its parameters are read
+        raise _ATTACKS.unknown(name)
     params: dict[str, Any] = {}
     for item in (p.strip() for p in rest.split(",")):
         if not item:
@@ -318,15 +307,9 @@ def parse_attack(spec: str | AttackSpec) -> AttackSpec:
             the ones it takes) or a value of the wrong type or outside its range.
     """
     out = spec if isinstance(spec, AttackSpec) else _split(str(spec))
-    if out.name not in _ATTACKS:
-        raise _unknown(out.name)
     schema = _ATTACKS[out.name].params
-    bad = sorted(set(out.params) - set(schema), key=str)
-    if bad:
-        takes = ", ".join(f"{k} ({p.describe()})" for k, p in schema.items()) or "none"
-        raise BadValueError(
-            f"attack {out.name!r} takes no parameter {', '.join(map(str, bad))}; it takes: {takes}"
-        )
+    check_kwargs(f"attack {out.name!r}", out.params, {k: p.describe() for k, p in schema.items()},
+                 noun="parameter", show=str)
     return AttackSpec(out.name, {k: schema[k].check(out.name, k, v) for k, v in out.params.items()})
 
 

@@ -24,7 +24,8 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from ..errors import BadValueError, DataUnavailableError, UnknownNameError, one_line
+from ..errors import BadValueError, DataUnavailableError, one_line
+from ..registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ __all__ = [
     "DataSplits",
     "load_dataset",
     "list_datasets",
+    "register_dataset",
     "to_unit_range",
     "to_model_range",
 ]
@@ -426,36 +428,55 @@ class _Entry:
     loader: _Loader
     num_classes: int
     default_val: int
-    description: str
 
 
-_REGISTRY: dict[str, _Entry] = {
-    "mnist": _Entry(
-        _mnist_like("MNIST", "MNIST", "mnist"), 10, 15_000,
-        "MNIST 28x28x1, 60k/10k; default split 45k train / last 15k validation (REFERENCE §1.1)",
-    ),
-    "fashion-mnist": _Entry(
-        _mnist_like("FashionMNIST", "FashionMNIST", "fashion-mnist", debian="fashion-mnist"), 10, 15_000,
-        "Fashion-MNIST 28x28x1, 60k/10k, split as MNIST",
-    ),
-    "svhn": _Entry(
-        _load_svhn, 10, 0,
-        "SVHN 32x32x3, train_32x32.mat / test_32x32.mat under DIR/svhn (paper: train set only)",
-    ),
-    "cifar10": _Entry(
-        _load_cifar10, 10, 5_000,
-        "CIFAR-10 32x32x3, python pickled batches under DIR/cifar-10-batches-py",
-    ),
-    "sample": _Entry(
-        _load_sample, 10, 500,
-        "bundled real MNIST sample (3,000 train / 1,000 test), offline, for the quickstart",
-    ),
-}
+_DATASETS: Registry[_Entry] = Registry("dataset")
+
+
+def register_dataset(
+    name: str, *, num_classes: int, default_val: int, description: str
+) -> Callable[[_Loader], _Loader]:
+    """Decorator registering ``loader(root, download) -> (train, test)`` :class:`ImageSet` pairs.
+
+    Args:
+        name: the ``--dataset`` name.
+        num_classes: K, the number of labels.
+        default_val: how many of the last training images form the validation split by default.
+        description: one line for ``robust-winn list``.
+    """
+
+    def deco(loader: _Loader) -> _Loader:
+        _DATASETS.add(name, _Entry(loader, num_classes, default_val), description)
+        return loader
+
+    return deco
+
+
+register_dataset(
+    "mnist", num_classes=10, default_val=15_000,
+    description="MNIST 28x28x1, 60k/10k; default split 45k train / last 15k validation (REFERENCE §1.1)",
+)(_mnist_like("MNIST", "MNIST", "mnist"))
+register_dataset(
+    "fashion-mnist", num_classes=10, default_val=15_000,
+    description="Fashion-MNIST 28x28x1, 60k/10k, split as MNIST",
+)(_mnist_like("FashionMNIST", "FashionMNIST", "fashion-mnist", debian="fashion-mnist"))
+register_dataset(
+    "svhn", num_classes=10, default_val=0,
+    description="SVHN 32x32x3, train_32x32.mat / test_32x32.mat under DIR/svhn (paper: train set only)",
+)(_load_svhn)
+register_dataset(
+    "cifar10", num_classes=10, default_val=5_000,
+    description="CIFAR-10 32x32x3, python pickled batches under DIR/cifar-10-batches-py",
+)(_load_cifar10)
+register_dataset(
+    "sample", num_classes=10, default_val=500,
+    description="bundled real MNIST sample (3,000 train / 1,000 test), offline, for the quickstart",
+)(_load_sample)
 
 
 def list_datasets() -> dict[str, str]:
     """Registered supervised dataset names -> one-line description."""
-    return {k: v.description for k, v in _REGISTRY.items()}
+    return _DATASETS.describe()
 
 
 def load_dataset(
@@ -487,9 +508,7 @@ def load_dataset(
         DataUnavailableError: files missing, unreadable or corrupt; the one-line message names
             the file and says what to do.
     """
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
-    entry = _REGISTRY[name]
+    entry = _DATASETS[name]
     root = Path(data_dir).expanduser()
     train_all, test = entry.loader(root, download)
     n_val = entry.default_val if val_size is None else int(val_size)

@@ -24,8 +24,9 @@ smaller than the crop, a bad size or limit) raises a :class:`~robust_winn.errors
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -34,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import BadValueError, DataUnavailableError, one_line
+from ..errors import BadValueError, DataUnavailableError, UnknownNameError, one_line
+from ..registry import Registry
 from .datasets import load_dataset, to_model_range
 
 log = logging.getLogger(__name__)
@@ -45,15 +47,17 @@ __all__ = [
     "TextureCrops",
     "ImageTensorSource",
     "read_image",
+    "list_positives",
     "load_positives",
     "IMAGE_SUFFIXES",
+    "UnknownPositivesError",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 class UnsupDataset(str, Enum):
-    """Names accepted by :func:`load_positives`."""
+    """Names accepted by :func:`load_positives` (the registered sources, as a closed set)."""
 
     TEXTURE = "texture"
     IMAGE_FOLDER = "image-folder"
@@ -271,6 +275,80 @@ def _celeba(root: Path, size: int, download: bool, limit: int | None) -> ImageTe
     return ImageTensorSource("celeba", out)
 
 
+class UnknownPositivesError(UnknownNameError, BadValueError):
+    """An unsupervised dataset name that is not registered (also a ``BadValueError``, as before)."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of :func:`load_positives`, checked; each source reads the ones it needs."""
+
+    image: str | Path | None
+    folder: str | Path | None
+    data_dir: Path
+    size: int
+    download: bool
+    limit: int | None
+
+
+_POSITIVES: Registry[Callable[[_Request], PositiveSource]] = Registry(
+    "unsupervised dataset", error=UnknownPositivesError
+)
+
+
+@_POSITIVES.register(UnsupDataset.TEXTURE.value,
+                     description="random crops of one texture image, --image FILE (paper §5.2)")
+def _texture(req: _Request) -> PositiveSource:
+    """Fresh random ``size`` x ``size`` crops of the image file ``req.image``."""
+    if req.image is None:
+        raise BadValueError("dataset 'texture' needs an image file (--image FILE)")
+    texture = read_image(req.image)
+    h, w = texture.shape[1:]
+    if h < req.size or w < req.size:
+        raise BadValueError(
+            f"texture image {req.image} is {h}x{w}, smaller than the {req.size}x{req.size} crop; "
+            f"use a larger image or a smaller --image-size"
+        )
+    return TextureCrops(texture, crop=req.size, name=f"texture:{Path(req.image).name}")
+
+
+@_POSITIVES.register(UnsupDataset.IMAGE_FOLDER.value,
+                     description="every .png/.jpg/.jpeg/.bmp image of a folder, --folder DIR (released code)")
+def _image_folder(req: _Request) -> PositiveSource:
+    """The images of ``req.folder`` (subfolders included), resized to ``size``."""
+    if req.folder is None:
+        raise BadValueError("dataset 'image-folder' needs a folder (--folder DIR)")
+    return _folder(Path(req.folder), req.size, req.limit)
+
+
+@_POSITIVES.register(UnsupDataset.CELEBA.value,
+                     description="CelebA train split under DIR/celeba, centre crop + resize (paper §5.3)")
+def _celeba_source(req: _Request) -> PositiveSource:
+    """CelebA's training images, centre-cropped to 178x178 and resized to ``size``."""
+    return _celeba(req.data_dir, req.size, req.download, req.limit)
+
+
+def _dataset_images(name: str) -> Callable[[_Request], PositiveSource]:
+    """Source of the training images of a supervised dataset, labels dropped, no validation split."""
+
+    def load(req: _Request) -> PositiveSource:
+        splits = load_dataset(name, data_dir=req.data_dir, download=req.download, val_size=0,
+                              limit_train=req.limit)
+        return ImageTensorSource(name, splits.train.images)
+
+    return load
+
+
+for _kind in (UnsupDataset.MNIST, UnsupDataset.SVHN, UnsupDataset.CIFAR10):
+    _POSITIVES.add(_kind.value, _dataset_images(_kind.value),
+                   f"the {_kind.value} training images, labels dropped")
+
+
+def list_positives() -> dict[str, str]:
+    """Registered unsupervised dataset names -> one-line description."""
+    return _POSITIVES.describe()
+
+
 def load_positives(
     name: UnsupDataset | str,
     *,
@@ -293,35 +371,15 @@ def load_positives(
         limit: keep the first N images of a finite set.
 
     Raises:
-        BadValueError: unknown name, a missing ``image`` / ``folder`` argument, a size or limit
-            that is not a positive integer, or a texture smaller than the crop (a ``ValueError``).
+        UnknownPositivesError: unknown name (a ``BadValueError`` and a ``KeyError``; the message
+            lists the choices).
+        BadValueError: a missing ``image`` / ``folder`` argument, a size or limit that is not a
+            positive integer, or a texture smaller than the crop (a ``ValueError``).
         DataUnavailableError: files missing, unreadable or corrupt, or an empty folder; the
             one-line message names the file and says what to do.
     """
-    try:
-        kind = UnsupDataset(name)
-    except ValueError as exc:
-        choices = ", ".join(d.value for d in UnsupDataset)
-        raise BadValueError(f"unknown unsupervised dataset {name!r}; choose one of: {choices}") from exc
+    source = _POSITIVES[name.value if isinstance(name, UnsupDataset) else name]
     _check_positive(size, "image size")
     if limit is not None:
         _check_positive(limit, "limit")
-    if kind is UnsupDataset.TEXTURE:
-        if image is None:
-            raise BadValueError("dataset 'texture' needs an image file (--image FILE)")
-        texture = read_image(image)
-        h, w = texture.shape[1:]
-        if h < size or w < size:
-            raise BadValueError(
-                f"texture image {image} is {h}x{w}, smaller than the {size}x{size} crop; "
-                f"use a larger image or a smaller --image-size"
-            )
-        return TextureCrops(texture, crop=size, name=f"texture:{Path(image).name}")
-    if kind is UnsupDataset.IMAGE_FOLDER:
-        if folder is None:
-            raise BadValueError("dataset 'image-folder' needs a folder (--folder DIR)")
-        return _folder(Path(folder), size, limit)
-    if kind is UnsupDataset.CELEBA:
-        return _celeba(Path(data_dir), size, download, limit)
-    splits = load_dataset(kind.value, data_dir=data_dir, download=download, val_size=0, limit_train=limit)
-    return ImageTensorSource(kind.value, splits.train.images)
+    return source(_Request(image, folder, Path(data_dir), size, download, limit))

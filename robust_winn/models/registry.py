@@ -16,10 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelSpecError
+from ..errors import ModelSpecError, UnknownNameError
+from ..registry import Registry, check_kwargs
 
 __all__ = [
     "ModelSpecError",
+    "UnknownModelError",
     "register_model",
     "create_model",
     "list_models",
@@ -27,31 +29,28 @@ __all__ = [
     "check_classifier",
 ]
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
+
+class UnknownModelError(UnknownNameError, ModelSpecError):
+    """An architecture name that is not registered: an unknown name and a bad model spec at once."""
+
+
+_MODELS: Registry[Callable[..., nn.Module]] = Registry(
+    "model", error=UnknownModelError, hint=", or give an import string 'pkg.module:factory'"
+)
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a factory ``fn(*, in_channels, num_classes, image_size, **kw)``."""
+    """Decorator registering a factory ``fn(*, in_channels, num_classes, image_size, **kw)``.
 
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = fn
-        _DESCRIPTIONS[name] = (inspect.getdoc(fn) or "").split("\n")[0]
-        return fn
-
-    return deco
+    The docstring's first line is the description ``robust-winn list`` shows; a name registered
+    twice is a ``ValueError``.
+    """
+    return _MODELS.register(name)
 
 
 def list_models() -> dict[str, str]:
     """Registered model names -> one-line description."""
-    _ensure_builtins()
-    return dict(sorted(_DESCRIPTIONS.items()))
-
-
-def _ensure_builtins() -> None:
-    from . import critic64, densenet, resnet, vanilla, wgan_resnet  # noqa: F401  (registration)
+    return _MODELS.describe()
 
 
 GEOMETRY = ("in_channels", "num_classes", "image_size")  # offered to every factory, taken if declared
@@ -98,13 +97,9 @@ def _accepted_kwargs(name: str, fn: Callable[..., nn.Module], kwargs: dict[str, 
         params = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    unknown = sorted(k for k in kwargs if k not in GEOMETRY and k not in named and not takes_any)
-    if unknown:
-        valid = sorted(named - set(GEOMETRY))
-        raise ModelSpecError(
-            f"{name!r} takes no keyword {', '.join(map(repr, unknown))}; "
-            f"valid: {', '.join(valid) if valid else 'none besides the geometry'}"
-        )
+    if not takes_any:
+        valid = dict.fromkeys(sorted(named | set(GEOMETRY)), "")
+        check_kwargs(repr(name), kwargs, valid, error=ModelSpecError)
     missing = sorted(
         k for k, p in params.items()
         if p.default is inspect.Parameter.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -125,18 +120,14 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     those it declares; any other keyword must be a parameter of the factory, else
     :class:`ModelSpecError` names the valid ones (a typo is never silently ignored). An error
     raised by a user's factory is reported with its message and ``file:line``.
+
+    Raises:
+        UnknownModelError: an unregistered name (both a ``ModelSpecError`` and a ``KeyError``;
+            the message lists the choices).
+        ModelSpecError: an unknown keyword, a factory that fails or returns no module.
     """
-    _ensure_builtins()
     user = ":" in name
-    if user:
-        fn = _import_factory(name)
-    elif name in _MODELS:
-        fn = _MODELS[name]
-    else:
-        raise ModelSpecError(
-            f"unknown model {name!r}; choose one of: {', '.join(sorted(_MODELS))}, "
-            f"or give an import string 'pkg.module:factory'"
-        )
+    fn = _import_factory(name) if user else _MODELS[name]
     accepted = _accepted_kwargs(name, fn, kwargs)
     try:
         model = fn(**accepted)

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from ..config import TrainConfig
 from ..data import DataSplits
-from ..errors import UnknownNameError
 from ..models import Introspective
+from ..registry import Registry
 from ..runtime.distributed import DistContext
 from ..runtime.fastpaths import FastPaths
 
@@ -84,28 +84,19 @@ class Objective:
         del state
 
 
-_OBJECTIVES: dict[str, type[Objective]] = {}
+_OBJECTIVES: Registry[type[Objective]] = Registry("method")
 
 
 def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]]:
     """Class decorator registering an objective as ``robust-winn train --method NAME``."""
-
-    def deco(cls: type[Objective]) -> type[Objective]:
-        if name in _OBJECTIVES:
-            raise ValueError(f"objective {name!r} is already registered")
-        _OBJECTIVES[name] = cls
-        return cls
-
-    return deco
+    return _OBJECTIVES.register(name)
 
 
 def list_objectives() -> dict[str, str]:
-    """Registered objective names -> one-line description."""
-    return {k: (v.__doc__ or "").strip().split("\n")[0] for k, v in sorted(_OBJECTIVES.items())}
+    """Registered objective (method) names -> one-line description."""
+    return _OBJECTIVES.describe()
 
 
 def create_objective(name: str, ctx: ObjectiveContext) -> Objective:
-    """The registered objective ``name`` for this run."""
-    if name not in _OBJECTIVES:
-        raise UnknownNameError(f"unknown method {name!r}; choose one of: {', '.join(sorted(_OBJECTIVES))}")
+    """The registered objective ``name`` for this run (UnknownNameError lists the choices)."""
     return _OBJECTIVES[name](ctx)

@@ -18,7 +18,8 @@ The paper leaves the details open (REFERENCE §3.9, §6.4); the choices made her
   ``patch - 1`` pixels on every side and positions are uniform over the valid range, which
   also gives the centre crop uniform coverage (the paper's 320 = 256 + 64 does not).
 - Optimiser: Adam as in synthesis (lr 0.01, betas (0.9, 0.999)), one moment buffer for the
-  whole working image.
+  whole working image; the shared image-space optimiser
+  (:class:`~robust_winn.synthesis.sampler.ImageSynthesizer`) takes the step and the clip.
 - Stop rule: stop when the mean f of a step's patches reaches tau (drawn as in sampling from
   the critic's stored [tau_min, tau_max]), or after ``max_steps``.
 - Initialisation: the App. D network at the working size (any start can be passed instead).
@@ -35,8 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BadValueError
-from ..runtime.frozen import frozen_eval
 from .ascent import critic_fn
+from .sampler import Evaluation, ImageSynthesizer
 
 log = logging.getLogger(__name__)
 
@@ -162,28 +163,28 @@ def synthesize_anysize(
     f = critic_fn(model) if isinstance(model, nn.Module) else model
     hw = init.shape[1:]
     span = (hw[0], hw[1]) if wrap else (hw[0] - patch + 1, hw[1] - patch + 1)
-    x = init.detach().clone().clamp_(-1, 1)
-    m, v = torch.zeros_like(x), torch.zeros_like(x)
-    step, mean_f, reached = 0, float("nan"), False
-    with frozen_eval(*([model] if isinstance(model, nn.Module) else [])):
-        while True:
-            ys = torch.randint(span[0], (patches_per_step,), generator=generator).to(x.device)
-            xs = torch.randint(span[1], (patches_per_step,), generator=generator).to(x.device)
-            pa = extract_patches(x, ys, xs, patch, wrap=wrap).detach().requires_grad_(True)
-            fp = f(pa)  # (P,)
-            mean_f = float(fp.detach().mean())
-            if mean_f >= tau:
-                reached = True
-                break
-            if step >= max_steps:
-                break
-            (g,) = torch.autograd.grad(-fp.sum(), pa)  # each patch's own ascent direction
-            g_img, _ = average_patch_gradients(g, ys, xs, tuple(x.shape), wrap=wrap)
-            step += 1
-            m.mul_(beta1).add_(g_img, alpha=1 - beta1)
-            v.mul_(beta2).addcmul_(g_img, g_img, value=1 - beta2)
-            denom = (v / (1 - beta2**step)).sqrt_().add_(adam_eps)
-            x.addcdiv_(m, denom, value=-lr / (1 - beta1**step)).clamp_(-1, 1)
+
+    def objective(x: Tensor, idx: Tensor | None) -> Evaluation:
+        """Mean f of fresh random patches; their gradients averaged into the working image."""
+        del idx  # one working image (a batch of one)
+        img = x[0].detach()  # (C, Hw, Ww)
+        ys = torch.randint(span[0], (patches_per_step,), generator=generator).to(x.device)
+        xs = torch.randint(span[1], (patches_per_step,), generator=generator).to(x.device)
+        pa = extract_patches(img, ys, xs, patch, wrap=wrap).detach().requires_grad_(True)
+        fp = f(pa)  # (P,)
+        mean_f = float(fp.detach().mean())
+        loss = -fp.sum()  # each patch's own ascent direction
+
+        def grad() -> Tensor:
+            (g,) = torch.autograd.grad(loss, pa)
+            return average_patch_gradients(g, ys, xs, tuple(img.shape), wrap=wrap)[0].unsqueeze(0)
+
+        done = torch.tensor([mean_f >= tau], device=x.device)
+        return Evaluation(loss, done, mean_f, grad)
+
+    optimiser = ImageSynthesizer(lr=lr, beta1=beta1, beta2=beta2, adam_eps=adam_eps, max_steps=max_steps)
+    out = optimiser.run(init.unsqueeze(0), objective, [model] if isinstance(model, nn.Module) else [])
+    x, step, mean_f, reached = out.images[0], out.steps, out.value, bool(out.converged[0])
     top, left = (hw[0] - size[0]) // 2, (hw[1] - size[1]) // 2
     crop = x[:, top : top + size[0], left : left + size[1]].clone()
     log.debug("anysize: %d steps, mean patch f %.4f (tau %.4f)", step, mean_f, tau)

@@ -7,8 +7,9 @@ clips the images to [-1, 1]. The batch stops as soon as its mean f >= tau (check
 step, so a batch already above tau takes no step), or after ``max_steps`` steps.
 
 This is the unsupervised counterpart of :class:`~robust_winn.synthesis.PseudoNegativeSampler`
-(which drives |mean f - tau| to zero plus a class term); the Adam update is the same hand-written
-one so that moments are per image and exactly reset per batch.
+(which drives |mean f - tau| to zero plus a class term); both run on the same image-space optimiser
+(:class:`~robust_winn.synthesis.sampler.ImageSynthesizer`), so moments are per image and exactly
+reset per batch.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..runtime.frozen import frozen_eval
+from .sampler import Evaluation, ImageSynthesizer, Objective
 
 __all__ = ["AscentSampler", "AscentStats", "critic_fn"]
 
@@ -46,8 +47,11 @@ class AscentStats:
     image_steps: int = 0  # sum over batches of Adam steps x images: forward+backward image passes
 
 
-class AscentSampler:
+class AscentSampler(ImageSynthesizer):
     """Batched early-stopping gradient ascent on the critic f (REFERENCE §3.6 step 4).
+
+    The stop rule is checked on the batch's images before each step, the final ones included
+    (``final_evaluation``): a batch that reaches tau with its last allowed step counts as reached.
 
     Args:
         lr: Adam learning rate on images (code 0.01).
@@ -67,12 +71,10 @@ class AscentSampler:
         max_steps: int = 2000,
         batch_size: int = 100,
     ) -> None:
-        if max_steps < 0:
-            raise ValueError("max_steps must be >= 0")
+        super().__init__(lr=lr, beta1=beta1, beta2=beta2, adam_eps=adam_eps, max_steps=max_steps)
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self.lr, self.beta1, self.beta2, self.adam_eps = lr, beta1, beta2, adam_eps
-        self.max_steps, self.batch_size = max_steps, batch_size
+        self.batch_size = batch_size
 
     def synthesize(
         self,
@@ -98,16 +100,15 @@ class AscentSampler:
         if tau_max < tau_min:
             raise ValueError(f"tau_max ({tau_max}) < tau_min ({tau_min})")
         f = critic_fn(model)
-        with frozen_eval(model):
-            outs, steps, hit, taus, fs = [], [], 0, [], []
-            for start in range(0, x0.shape[0], self.batch_size):
-                tau = tau_min + (tau_max - tau_min) * float(torch.rand((), generator=generator))
-                x, n_steps, reached, f_end = self._batch(f, x0[start : start + self.batch_size], tau)
-                outs.append(x)
-                steps.append(n_steps)
-                hit += int(not reached)
-                taus.append(tau)
-                fs.append(f_end)
+        outs, steps, hit, taus, fs = [], [], 0, [], []
+        for start in range(0, x0.shape[0], self.batch_size):
+            tau = tau_min + (tau_max - tau_min) * float(torch.rand((), generator=generator))
+            out = self.run(x0[start : start + self.batch_size], _mean_f_reaches(f, tau), (model,))
+            outs.append(out.images)
+            steps.append(out.steps)
+            hit += int(not bool(out.converged.all()))
+            taus.append(tau)
+            fs.append(out.value)
         if not outs:
             return x0.detach().clone(), AscentStats(0, 0.0, 0.0, float("nan"), [])
         x = torch.cat(outs)
@@ -117,24 +118,15 @@ class AscentSampler:
         image_steps = sum(n * s for n, s in zip(steps, sizes, strict=True))
         return x, AscentStats(nb, sum(steps) / nb, hit / nb, mean_f, taus, image_steps)
 
-    def _batch(
-        self, f: Callable[[Tensor], Tensor], x0: Tensor, tau: float
-    ) -> tuple[Tensor, int, bool, float]:
-        """Ascent on one batch; returns (images, steps run, reached tau, final batch mean f)."""
-        x = x0.detach().clone().clamp_(-1, 1)
-        m, v = torch.zeros_like(x), torch.zeros_like(x)
-        step = 0
-        while True:
-            xa = x.detach().requires_grad_(True)
-            mean_f = f(xa).mean()
-            value = float(mean_f.detach())
-            if value >= tau:
-                return x, step, True, value
-            if step >= self.max_steps:
-                return x, step, False, value
-            (g,) = torch.autograd.grad(-mean_f, xa)  # minimise -mean f
-            step += 1
-            m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denom = (v / (1 - self.beta2**step)).sqrt_().add_(self.adam_eps)
-            x.addcdiv_(m, denom, value=-self.lr / (1 - self.beta1**step)).clamp_(-1, 1)
+
+def _mean_f_reaches(f: Callable[[Tensor], Tensor], tau: float) -> Objective:
+    """Objective of one batch: maximise its mean f; the whole batch is done once mean f >= tau."""
+
+    def objective(x: Tensor, idx: Tensor | None) -> Evaluation:
+        del idx  # a batch stops as a whole: every image stays active until then
+        mean_f = f(x).mean()
+        value = float(mean_f.detach())
+        done = torch.full((x.shape[0],), value >= tau, dtype=torch.bool, device=x.device)
+        return Evaluation(-mean_f, done, value)  # minimise -mean f
+
+    return objective
