@@ -183,7 +183,7 @@ class SupervisedTrainer:
         st.epoch, st.history = int(ckpt["epoch"]), list(ckpt["history"])
         st.best_val, st.best_epoch = float(ckpt["best"]["val_error"]), int(ckpt["best"]["epoch"])
         st.wall_time_s = float(ckpt["wall_time_s"])
-        st.cost.update({k: float(ckpt.get("cost", {}).get(k, 0.0)) for k in COST_KEYS})
+        st.cost.update({k: float(v) for k, v in ckpt.get("cost", {}).items()})  # objectives' keys too
 
     def record(self, status: str, command: str | None) -> dict[str, Any]:
         st = self.state
