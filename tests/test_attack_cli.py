@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -19,19 +18,6 @@ from robust_winn.runtime.checkpoint import save_checkpoint
 
 if "attack" not in main.commands:  # cli.py registers it; keep the tests independent of that
     main.add_command(attack)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def importable_tests(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="module")
@@ -145,13 +131,13 @@ def test_reproduce_table3_smoke(tmp_path) -> None:
     """Tiny end-to-end Table 3: trains both methods once, attacks, writes paper beside ours."""
     from robust_winn.cli.attack import reproduce_table3
     from robust_winn.config import SynthesisConfig
+    from robust_winn.experiments.tables34 import Table3Spec
 
     tiny = {"limit_train": 200, "val_size": 100, "limit_test": 40,
             "synthesis": SynthesisConfig(max_steps=2, per_class=5, init_per_class=5)}
-    kw = dict(seeds=(0,), epochs=1, dataset="sample", runs_dir=str(tmp_path / "runs"),
-              limit_test=40, progress=False, attacks=("fgsm",), extra=tiny, device="cpu",
-              command="pytest")
-    df = reproduce_table3(tmp_path / "out", **kw)
+    spec = Table3Spec(rows=[("sample", "vanilla")], seeds=(0,), epochs=1, runs_dir=str(tmp_path / "runs"),
+                      limit_test=40, progress=False, attacks=("fgsm",), extra=tiny, device="cpu")
+    df = reproduce_table3(spec, out_dir=tmp_path / "out", command="pytest")
     vanilla, resnet = df.iloc[0], df.iloc[1]
     assert vanilla["status"] == "run" and vanilla["seeds"] == "0"
     assert 0 <= vanilla["baseline_adv_error_mean"] <= 100
@@ -162,19 +148,19 @@ def test_reproduce_table3_smoke(tmp_path) -> None:
     md = (tmp_path / "out" / "table3.md").read_text()
     assert "Command: `pytest`" in md and "| paper |" in md
     # a second call reuses the finished runs (their record.json exists) and gives the same table
-    again = reproduce_table3(tmp_path / "out2", **kw)
+    again = reproduce_table3(spec, out_dir=tmp_path / "out2", command="pytest")
     assert again.iloc[0]["baseline_adv_error_mean"] == vanilla["baseline_adv_error_mean"]
 
 
 def test_reproduce_table4_without_svhn_marks_row_and_keeps_seed_header(tmp_path) -> None:
     """No SVHN files: the row says why it was not run, the paper's numbers stay, and the
     per-seed CSV still has its header (an empty file would read as a crash)."""
-    from robust_winn.experiments.tables34 import SEED_COLUMNS, reproduce_table4
+    from robust_winn.experiments.tables34 import SEED_COLUMNS, Table4Spec, reproduce_table4
 
     (tmp_path / "no-data").mkdir()  # exists but holds no SVHN (a missing folder is an error)
-    df = reproduce_table4(tmp_path / "out", data_dir=str(tmp_path / "no-data"),
-                          runs_dir=str(tmp_path / "runs"), device="cpu", progress=False,
-                          command="pytest")
+    spec = Table4Spec(data_dir=str(tmp_path / "no-data"), runs_dir=str(tmp_path / "runs"), device="cpu",
+                      progress=False)
+    df = reproduce_table4(spec, out_dir=tmp_path / "out", command="pytest")
     assert list(df["status"]) == ["not run here (data unavailable offline)"]
     assert df.iloc[0]["paper_baseline_adv_error"] == 29.29
     header = (tmp_path / "out" / "table4-seeds.csv").read_text().splitlines()[0]

@@ -28,7 +28,7 @@ from robust_winn.experiments.table2 import (
     train_or_reuse,
     write_files_atomically,
 )
-from robust_winn.experiments.tables34 import reproduce_table3, reproduce_table4
+from robust_winn.experiments.tables34 import Table3Spec, Table4Spec, reproduce_table3, reproduce_table4
 
 PGD = "pgd:alpha=0.01,steps=40"
 NO_GPU_TEXT = "not run here (no GPU: ResNet-32 rows need --device cuda or --allow-cpu-resnet)"
@@ -63,9 +63,16 @@ def _measured_table3(out: Path) -> dict[str, bytes]:
     ])
 
 
-def _table3(out: Path, data_dir: Path, runs: Path, **kw: Any):
-    return reproduce_table3(out, data_dir=str(data_dir), runs_dir=str(runs), device="cpu",
-                            progress=False, **kw)
+def _table3(out: Path, data_dir: Path, runs: Path, *, dataset: str = "mnist", replace_measured: bool = False,
+            **kw: Any):
+    spec = Table3Spec(rows=[(dataset, "vanilla")], data_dir=str(data_dir), runs_dir=str(runs), device="cpu",
+                      progress=False, **kw)
+    return reproduce_table3(spec, out_dir=out, replace_measured=replace_measured)
+
+
+def _table4(out: Path, data_dir: Path, runs: Path, **kw: Any):
+    return reproduce_table4(Table4Spec(data_dir=str(data_dir), runs_dir=str(runs), device="cpu"), out_dir=out,
+                            **kw)
 
 
 # ------------------------------------------------------------------ measured rows are kept
@@ -106,7 +113,7 @@ def test_a_missing_data_dir_is_an_error_not_a_not_run_table(tmp_path: Path) -> N
             _table3(out, tmp_path / "typo_dir", runs, replace_measured=replace)
     assert _snapshot(out) == before and not runs.exists()
     with pytest.raises(DataUnavailableError, match="typo_dir does not exist"):
-        reproduce_table4(out, data_dir=str(tmp_path / "typo_dir"), runs_dir=str(runs), device="cpu")
+        _table4(out, tmp_path / "typo_dir", runs)
     with pytest.raises(DataUnavailableError, match="typo_dir does not exist"):
         reproduce_table2(GridSpec(rows=[("mnist", "vanilla")], data_dir=str(tmp_path / "typo_dir"),
                                   runs_dir=str(runs), device="cpu"), out_dir=out, command="t")
@@ -117,7 +124,7 @@ def test_rows_that_were_not_measured_may_be_rewritten_without_the_flag(tmp_path:
     out, data, runs = tmp_path / "results", tmp_path / "empty-data", tmp_path / "runs"
     data.mkdir()
     _write_table3(out, [_table3_row("resnet32", "fgsm", NO_DATA, dataset="svhn")], name="table4")
-    df = reproduce_table4(out, data_dir=str(data), runs_dir=str(runs), device="cpu", command="t")
+    df = _table4(out, data, runs, command="t")
     assert df.status.tolist() == [NO_DATA]
     assert json.loads((out / "table4.json").read_text())["command"] == "t"
 
@@ -127,7 +134,7 @@ def test_table4_refuses_to_mark_a_measured_svhn_row_not_run(tmp_path: Path) -> N
     data.mkdir()
     before = _write_table3(out, [_table3_row("resnet32", "fgsm", "run", dataset="svhn")], name="table4")
     with pytest.raises(RunDirError, match="svhn/resnet32/fgsm -> not run here"):
-        reproduce_table4(out, data_dir=str(data), runs_dir=str(runs), device="cpu")
+        _table4(out, data, runs)
     assert _snapshot(out) == before
 
 

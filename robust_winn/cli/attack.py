@@ -22,6 +22,7 @@ from torch import nn
 
 from ..attacks.report import ATTACK_FILES
 from ..data.datasets import DataSplits, load_dataset
+from ..experiments.presets import ATTACK_BATCH_SIZE, MNIST_EPS
 from ..experiments.tables34 import reproduce_table3, reproduce_table4
 from ..models import build_classifier
 from ..runtime.checkpoint import CheckpointError, load_checkpoint, load_classifier, model_meta, versions
@@ -120,7 +121,7 @@ def _command(ctx: click.Context) -> str:
 @click.option("--attack", "attacks", multiple=True, default=("fgsm",), show_default=True,
               help="Attack name, repeatable: fgsm, pgd, apgd, autoattack, square; parameters as "
                    "'pgd:steps=40,alpha=0.01,restarts=5' (see `robust-winn list`).")
-@click.option("--eps", "eps", multiple=True, type=FiniteFloat(min=0, max=1), default=(0.125,),
+@click.option("--eps", "eps", multiple=True, type=FiniteFloat(min=0, max=1), default=(MNIST_EPS,),
               show_default=True,
               help="L-inf radius in [0, 1] pixel units, repeatable (paper MNIST: 0.125 = the "
                    "code's 0.25 on [-1, 1]).")
@@ -136,7 +137,7 @@ def _command(ctx: click.Context) -> str:
 @trust_option
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Attack only the first N test images (quick runs) [default: all].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=ATTACK_BATCH_SIZE, show_default=True,
               help="Images per attack batch.")
 @click.option("--device", default="auto", show_default=True, callback=device_option_check,
               help="auto (cuda if available), cpu, cuda or cuda:N.")

@@ -16,31 +16,46 @@ from typing import Any
 
 import click
 
-from ..config import FastPathConfig, Method, Precision, StopRule, SynthesisConfig, TrainConfig
+from ..config import TrainConfig
+from ..experiments.ablations import DEFAULT_VARIANTS
+from ..experiments.presets import (
+    DATA_DIR,
+    QUICK,
+    QUICKSTART_DIR,
+    RESULTS_DIR,
+    RUNS_DIR,
+    RUNS_ROOT,
+    TABLE2_ROWS,
+    TABLE3_ARCHS,
+    TABLE3_DATASET,
+    TABLE_BUDGET,
+)
 from .common import (
     SEED,
-    FiniteFloat,
     RobustWinnGroup,
     command_line,
     device_option_check,
     overwrite_option,
     setup_logging,
 )
+from .knobs import Knobs
+
+MODES = ("supervised", "unsupervised")
 
 
 class _Group(RobustWinnGroup):
     """The main group; ``train --mode unsupervised`` is routed to ``train-unsupervised``."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        """``train --mode unsupervised ...`` runs ``train-unsupervised ...`` (paper §4, Alg. 1)."""
+        """``train --mode unsupervised ...`` runs ``train-unsupervised ...`` (paper §4, Alg. 1).
+
+        Any other ``--mode`` stays on the line for ``train``'s own ``--mode`` option, which
+        accepts ``supervised`` and refuses anything else with one ``Error:`` line.
+        """
         if args and args[0] == "train":
             mode, rest = _pop_mode(args[1:])
             if mode == "unsupervised":
                 return super().resolve_command(ctx, ["train-unsupervised", *rest])
-            if mode not in (None, "supervised"):
-                raise click.BadParameter(f"must be 'supervised' or 'unsupervised', got {mode!r}",
-                                         ctx=ctx, param_hint="'--mode'")
-            args = ["train", *rest]
         return super().resolve_command(ctx, args)
 
 
@@ -64,102 +79,21 @@ def main() -> None:
     """
 
 
-def _train_options(fn: Any) -> Any:
-    opts = [
-        click.option("--dataset", default="mnist", show_default=True,
-                     help="Registered dataset (see `robust-winn list`); 'sample' is the bundled "
-                          "MNIST sample."),
-        click.option("--arch", default="vanilla", show_default=True,
-                     help="Registered model name or a user factory 'pkg.module:factory' returning an "
-                          "nn.Module that maps [-1,1] images to (N, K) logits."),
-        click.option("--method", type=click.Choice([m.value for m in Method]), default="winn",
-                     show_default=True,
-                     help="baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP)."),
-        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
-                     help="Passes over the training split (paper/code: 200)."),
-        click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
-                     help="Root holding the torchvision layout, e.g. DIR/MNIST/raw/*.gz."),
-        click.option("--download/--no-download", default=False, show_default=True,
-                     help="Let torchvision download missing files (needs network)."),
-        click.option("--val-size", type=click.IntRange(min=0), default=None,
-                     help="Last N training images used for validation [default: 15000 for MNIST]."),
-        click.option("--limit-train", type=click.IntRange(min=1), default=None,
-                     help="Keep only the first N training images (quick runs)."),
-        click.option("--limit-test", type=click.IntRange(min=1), default=None,
-                     help="Keep only the first N test images (quick runs)."),
-        click.option("--seed", type=SEED, default=0, show_default=True,
-                     help="Seeds initialisation, data order, pool draws and synthesis."),
-        click.option("--device", default="auto", show_default=True, callback=device_option_check,
-                     help="auto (cuda if available), cpu, cuda or cuda:N."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
-                     help="Positives per step (and as many pseudo-negatives)."),
-        click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-3,
-                     show_default=True, help="Classifier Adam learning rate (betas 0.0, 0.9)."),
-        click.option("--alpha", type=FiniteFloat(min=0), default=0.01, show_default=True,
-                     help="Weight of the WINN term (paper: 0.01)."),
-        click.option("--gp-lambda", type=FiniteFloat(min=0), default=10.0, show_default=True,
-                     help="Gradient-penalty weight lambda."),
-        click.option("--synth-max-steps", type=click.IntRange(min=0), default=2000,
-                     show_default=True, help="Cap on Adam steps per synthesis pass (code: 2000)."),
-        click.option("--synth-per-class", type=click.IntRange(min=1), default=100,
-                     show_default=True, help="New pseudo-negatives per class after each epoch."),
-        click.option("--stop-rule", type=click.Choice([r.value for r in StopRule]),
-                     default=StopRule.BATCH_MEAN.value, show_default=True,
-                     help="batch-mean: stop a class batch when |mean f - tau| <= 1e-3 (released "
-                          "code); per-sample: freeze each image once |f - tau| <= 1e-3."),
-        click.option("--pool-capacity", type=click.IntRange(min=1), default=25_000,
-                     show_default=True, help="Most pseudo-negatives kept per class (FIFO past that)."),
-        click.option("--pool-dtype", type=click.Choice(["float32", "uint8"]), default="float32",
-                     show_default=True, help="Pool storage: exact float32 or 4x smaller uint8."),
-        click.option("--precision", type=click.Choice([p.value for p in Precision]),
-                     default=Precision.FLOAT32.value, show_default=True,
-                     help="bf16: classifier forward passes under bf16 autocast (CUDA only; "
-                          "GP, thresholds and losses stay float32). Falls back to float32 off CUDA."),
-        click.option("--channels-last/--no-channels-last", default=False, show_default=True,
-                     help="Model and image batches in channels_last memory format."),
-        click.option("--compile/--no-compile", "compile_model", default=False, show_default=True,
-                     help="torch.compile the classifier forward (not the GP); eager if it fails."),
-        click.option("--pin-memory/--no-pin-memory", default=None,
-                     help="Pinned host memory and non-blocking copies of batches "
-                          "[default: on with CUDA; ignored on CPU]."),
-        click.option("--no-progress", is_flag=True,
-                     help="Hide progress bars (hidden anyway when not a TTY)."),
-        click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
-
-
-def _config(kw: dict[str, Any], out: str) -> TrainConfig:
-    syn = SynthesisConfig(
-        max_steps=kw["synth_max_steps"], per_class=kw["synth_per_class"],
-        stop_rule=StopRule(kw["stop_rule"]), pool_capacity=kw["pool_capacity"],
-        pool_dtype=kw["pool_dtype"],
-    )
-    return TrainConfig(
-        dataset=kw["dataset"], data_dir=kw["data_dir"], download=kw["download"],
-        val_size=kw["val_size"], limit_train=kw["limit_train"], limit_test=kw["limit_test"],
-        arch=kw["arch"], method=Method(kw["method"]), epochs=kw["epochs"],
-        batch_size=kw["batch_size"], lr=kw["lr"], alpha=kw["alpha"], gp_lambda=kw["gp_lambda"],
-        synthesis=syn, seed=kw["seed"], device=kw["device"], out=out,
-        progress=not kw["no_progress"],
-        fast=FastPathConfig(
-            precision=Precision(kw["precision"]), channels_last=kw["channels_last"],
-            compile=kw["compile_model"], pin_memory=kw["pin_memory"],
-        ),
-    )
+TRAIN_KNOBS = Knobs(TrainConfig)  # every TrainConfig field with a command-line form (config.knob)
 
 
 @main.command()
-@_train_options
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Output folder: checkpoint-best.pt, checkpoint-last.pt, record.json, epochs.csv.")
+@click.option("--mode", type=click.Choice(MODES), default=MODES[0], show_default=True,
+              help="unsupervised: train a WINN generator instead (paper §4, Algorithm 1); the whole "
+                   "command line then goes to `robust-winn train-unsupervised` and takes its options "
+                   "(see `robust-winn train-unsupervised --help`).")
+@TRAIN_KNOBS
+@click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/checkpoint-last.pt (exactly: RNG, optimizer and pool restored); "
                    "only --epochs, --device, --data-dir and speed options may differ from the run's.")
 @overwrite_option()
-def train(out: str, resume: bool, overwrite: bool, **kw: Any) -> None:
+def train(mode: str, quiet: bool, resume: bool, overwrite: bool, **kw: Any) -> None:
     """Train a classifier by cross-entropy (baseline) or WINN (paper §5.6).
 
     `--mode unsupervised` trains a WINN generator instead and takes the options of
@@ -168,8 +102,11 @@ def train(out: str, resume: bool, overwrite: bool, **kw: Any) -> None:
     from ..training import NonFiniteLossError
     from ..training import train as run_train
 
-    setup_logging(kw["quiet"])
-    cfg = _config(kw, out)
+    if mode != MODES[0]:  # the robust-winn group routes it; only a caller of this object gets here
+        raise click.UsageError("--mode unsupervised is run by `robust-winn train-unsupervised`")
+    setup_logging(quiet)
+    cfg: TrainConfig = TRAIN_KNOBS.build(kw)
+    out = cfg.out
     try:
         record = run_train(cfg, resume=resume, overwrite=overwrite, command=command_line())
     except NonFiniteLossError as exc:
@@ -235,17 +172,18 @@ _REPLACE_MEASURED = click.option(
 
 
 def _reproduce_options(fn: Any) -> Any:
+    """The options every table shares; their defaults are the budgets of experiments/presets.py."""
     opts = [
-        click.option("--seeds", default="0,1,2", show_default=True, callback=_seeds,
+        click.option("--seeds", default=TABLE_BUDGET.seeds_text, show_default=True, callback=_seeds,
                      help="Comma-separated seeds; tables give mean and std over them."),
-        click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True,
+        click.option("--epochs", type=click.IntRange(min=1), default=TABLE_BUDGET.epochs, show_default=True,
                      help="Epochs per run (paper/code: 200)."),
-        click.option("--synth-max-steps", type=click.IntRange(min=0), default=200,
+        click.option("--synth-max-steps", type=click.IntRange(min=0), default=TABLE_BUDGET.synth_max_steps,
                      show_default=True, help="Synthesis cap per pass (code: 2000)."),
-        click.option("--data-dir", default="data", show_default=True, help="Dataset root."),
-        click.option("--runs-dir", default="runs/table2", show_default=True,
+        click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root."),
+        click.option("--runs-dir", default=RUNS_DIR, show_default=True,
                      help="Where runs are trained, reused and resumed (shared by Tables 2-4)."),
-        click.option("--out", "out_dir", default="results", show_default=True,
+        click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True,
                      help="Folder for the table files."),
         click.option("--device", default="auto", show_default=True, callback=device_option_check,
                      help="auto, cpu, cuda[:N]."),
@@ -266,7 +204,7 @@ def reproduce() -> None:
 
 @reproduce.command("table2")
 @_reproduce_options
-@click.option("--rows", default="mnist:vanilla,mnist:resnet32,svhn:resnet32", show_default=True,
+@click.option("--rows", default=",".join(f"{d}:{a}" for d, a in TABLE2_ROWS), show_default=True,
               callback=_rows, help="DATASET:ARCH rows; rows without data or GPU are marked not run.")
 def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
     """Table 2: test error of baseline vs WINN, mean ± std over seeds."""
@@ -283,8 +221,14 @@ def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
     click.echo((Path(kw["out_dir"]) / "table2.md").read_text())
 
 
-@main.command()
-@click.option("--out", default="runs/quickstart", show_default=True, type=click.Path(file_okay=False),
+@main.command(help=f"""Offline demo: baseline vs WINN on the bundled MNIST sample, then FGSM and PGD.
+
+    Trains both methods ({QUICK['epochs']} epochs on 2,500 real MNIST images; {QUICK['synth_per_class']}
+    new pseudo-negatives per class per epoch, synthesis capped at {QUICK['synth_max_steps']} steps),
+    attacks both at eps = {QUICK['eps']} and prints a Table 2/3 style summary. A few minutes on 2 CPU
+    cores. Small-sample numbers: see README for the full-MNIST tables.
+    """)
+@click.option("--out", default=QUICKSTART_DIR, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the two runs, the attack record and summary.md.")
 @click.option("--device", default="auto", show_default=True, callback=device_option_check,
               help="auto, cpu, cuda[:N].")
@@ -292,14 +236,7 @@ def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @overwrite_option("quickstart")
 def quickstart(out: str, device: str, seed: int, no_progress: bool, overwrite: bool) -> None:
-    """Offline demo: baseline vs WINN on the bundled MNIST sample, then FGSM and PGD.
-
-    Trains both methods (8 epochs on 2,500 real MNIST images; 50 new pseudo-negatives per class
-    per epoch, synthesis capped at 100 steps),
-    attacks both at eps = 0.125 and prints a Table 2/3 style summary. A few minutes on 2 CPU
-    cores. Small-sample numbers: see README for the full-MNIST tables.
-    """
-    from ..experiments.quickstart import QUICK
+    """Offline demo (its help text is built from the quickstart budget, presets.QUICK)."""
     from ..experiments.quickstart import quickstart as run_quickstart
 
     setup_logging(False)
@@ -311,17 +248,23 @@ def quickstart(out: str, device: str, seed: int, no_progress: bool, overwrite: b
     click.echo(f"\nRecords and checkpoints: {out}/ (summary.md, attack-record.json, */record.json)")
 
 
-def _table_extra(kw: dict[str, Any]) -> dict[str, Any] | None:
+def _attack_table_spec(cls: type[Any], kw: dict[str, Any], **fields: Any) -> Any:
+    """A Table 3/4 spec from the shared reproduce options (and --limit-train/--limit-test)."""
     extra = {k: kw[k] for k in ("limit_train",) if kw.get(k)}
-    return extra or None
+    return cls(
+        **fields, seeds=kw["seeds"], epochs=kw["epochs"], synth_max_steps=kw["synth_max_steps"],
+        data_dir=kw["data_dir"], runs_dir=kw["runs_dir"], device=kw["device"],
+        allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"], extra=extra,
+        limit_test=kw.get("limit_test"),
+    )
 
 
 @reproduce.command("table3")
 @_reproduce_options
-@click.option("--arch", "archs", multiple=True, default=("vanilla", "resnet32"), show_default=True,
+@click.option("--arch", "archs", multiple=True, default=TABLE3_ARCHS, show_default=True,
               help="Architectures (repeatable); ResNet rows need a GPU or --allow-cpu-resnet and "
                    "otherwise show the paper's numbers marked not run here.")
-@click.option("--dataset", default="mnist", show_default=True,
+@click.option("--dataset", default=TABLE3_DATASET, show_default=True,
               help="mnist (paper); 'sample' for a quick offline smoke run.")
 @click.option("--limit-train", type=click.IntRange(min=1), default=None,
               help="Train on the first N images only (smoke runs).")
@@ -329,16 +272,12 @@ def _table_extra(kw: dict[str, Any]) -> dict[str, Any] | None:
               help="Attack the first N test images only (smoke runs).")
 def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> None:
     """Table 3: MNIST FGSM (eps 0.125) and PGD adversarial error, correction rates."""
-    from ..experiments.tables34 import reproduce_table3
+    from ..experiments.tables34 import Table3Spec, reproduce_table3
 
     setup_logging(False)
-    reproduce_table3(
-        kw["out_dir"], seeds=kw["seeds"], epochs=kw["epochs"], data_dir=kw["data_dir"],
-        arch=archs, dataset=dataset, runs_dir=kw["runs_dir"], device=kw["device"],
-        synth_max_steps=kw["synth_max_steps"], allow_cpu_resnet=kw["allow_cpu_resnet"],
-        limit_test=kw["limit_test"], progress=not kw["no_progress"], extra=_table_extra(kw),
-        command=command_line(), replace_measured=kw["replace_measured"],
-    )
+    spec = _attack_table_spec(Table3Spec, kw, rows=[(dataset, a) for a in archs])
+    reproduce_table3(spec, out_dir=kw["out_dir"], command=command_line(),
+                     replace_measured=kw["replace_measured"])
     click.echo((Path(kw["out_dir"]) / "table3.md").read_text())
 
 
@@ -346,15 +285,12 @@ def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> Non
 @_reproduce_options
 def reproduce_table4_cmd(**kw: Any) -> None:
     """Table 4: SVHN ResNet-32 FGSM (eps 0.005); marked not run here without the SVHN files."""
-    from ..experiments.tables34 import reproduce_table4
+    from ..experiments.tables34 import Table4Spec, reproduce_table4
 
     setup_logging(False)
-    reproduce_table4(
-        kw["out_dir"], seeds=kw["seeds"], epochs=kw["epochs"], data_dir=kw["data_dir"],
-        runs_dir=kw["runs_dir"], device=kw["device"], synth_max_steps=kw["synth_max_steps"],
-        allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
-        command=command_line(), replace_measured=kw["replace_measured"],
-    )
+    spec = _attack_table_spec(Table4Spec, kw)
+    reproduce_table4(spec, out_dir=kw["out_dir"], command=command_line(),
+                     replace_measured=kw["replace_measured"])
     click.echo((Path(kw["out_dir"]) / "table4.md").read_text())
 
 
@@ -370,17 +306,16 @@ _register_commands()
 
 
 @reproduce.command("ablations")
-@click.option("--variant", "variants", multiple=True,
-              type=click.Choice(["default", "alpha0.1", "cap1000", "epochs30"]),
-              default=("default", "alpha0.1", "cap1000", "epochs30"), show_default=True,
+@click.option("--variant", "variants", multiple=True, type=click.Choice([v.name for v in DEFAULT_VARIANTS]),
+              default=tuple(v.name for v in DEFAULT_VARIANTS), show_default=True,
               help="WINN variants (repeatable): the Table 2/3 setting, alpha x10, synthesis cap x5, "
                    "epochs x2. Each is paired with the baseline of the same seed and epochs.")
-@click.option("--seeds", default="0,1,2", show_default=True, callback=_seeds, help="Seeds.")
-@click.option("--dataset", default="mnist", show_default=True, help="mnist, or sample (smoke run).")
-@click.option("--data-dir", default="data", show_default=True, help="Dataset root.")
-@click.option("--runs-root", default="runs", show_default=True,
+@click.option("--seeds", default=TABLE_BUDGET.seeds_text, show_default=True, callback=_seeds, help="Seeds.")
+@click.option("--dataset", default=TABLE3_DATASET, show_default=True, help="mnist, or sample (smoke run).")
+@click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root.")
+@click.option("--runs-root", default=RUNS_ROOT, show_default=True,
               help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant>.")
-@click.option("--out", "out_dir", default="results", show_default=True, help="Table folder.")
+@click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Table folder.")
 @click.option("--device", default="auto", show_default=True, callback=device_option_check,
               help="auto, cpu, cuda[:N].")
 @click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only.")
@@ -390,7 +325,7 @@ _register_commands()
 @_REPLACE_MEASURED
 def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
     """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
-    from ..experiments.ablations import DEFAULT_VARIANTS, AblationSpec, run_ablations
+    from ..experiments.ablations import AblationSpec, run_ablations
 
     setup_logging(False)
     spec = AblationSpec(

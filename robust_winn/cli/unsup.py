@@ -17,9 +17,9 @@ import click
 import torch
 
 from ..errors import BadValueError, one_line
-from ..models.appd import InitKind
 from ..runtime.rundir import check_writable_file
 from ..synthesis.anysize import PatchLayout
+from ..training.unsup_config import Preset, UnsupConfig
 from .common import (
     SEED,
     RobustWinnCommand,
@@ -29,6 +29,7 @@ from .common import (
     setup_logging,
     trust_option,
 )
+from .knobs import Knobs
 
 __all__ = ["train_unsupervised_cmd", "generate_cmd", "score_cmd"]
 
@@ -66,85 +67,28 @@ def _cascades(ctx: click.Context, param: click.Parameter, value: str) -> int | s
 _POS = click.IntRange(min=1)
 
 
+UNSUP_KNOBS = Knobs(UnsupConfig, preset_default=Preset.PAPER.value)  # from the fields (config.knob)
+
+
 @click.command("train-unsupervised", cls=RobustWinnCommand)
 @click.option(
-    "--dataset",
-    type=click.Choice(["texture", "image-folder", "celeba", "mnist", "svhn", "cifar10"]),
-    required=True,
-    help="Positives: random crops of one texture image, a folder of images, "
-    "CelebA (centre crop + resize), or the training images of a dataset.",
-)
-@click.option("--image", type=click.Path(dir_okay=False), help="Texture image file (--dataset texture).")
-@click.option("--folder", type=click.Path(file_okay=False), help="Image folder (--dataset image-folder).")
-@click.option(
-    "--data-dir",
-    default="data",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="torchvision root for celeba, mnist, svhn, cifar10.",
-)
-@click.option("--limit", type=_POS, default=None, help="Keep the first N images of a finite dataset.")
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=16),
-    default=64,
-    show_default=True,
-    help="Crop side (texture) or image side (image-folder, celeba).",
-)
-@click.option(
-    "--arch",
-    default="critic64",
-    show_default=True,
-    help="Registered network with one output (critic64, wgan_resnet32, densenet, ...) or "
-    "'pkg.module:factory'.",
-)
-@click.option(
     "--preset",
-    type=click.Choice(["quick", "paper"]),
-    default="quick",
+    type=click.Choice([Preset.QUICK.value, Preset.PAPER.value]),
+    default=Preset.QUICK.value,
     show_default=True,
-    help="Budgets: paper = the released code's (4 cascades x 100 iterations, ...); quick = a "
-    "CPU smoke run. Options below override single budgets.",
+    help="Budgets: paper = the released code's (REFERENCE §3.6); quick = a CPU smoke run. Each "
+    "budget option overrides one value; its help gives both presets' values.",
 )
-@click.option("--cascades", type=_POS, default=None, help="Cascades (WINN-single: 1).")
-@click.option("--iterations", type=_POS, default=None, help="Iterations per cascade.")
-@click.option("--pos-per-step", type=_POS, default=None, help="Ramp unit: min(it+1, ramp)*N positives.")
-@click.option("--ramp-max", type=_POS, default=None, help="Ramp cap (paper 5).")
-@click.option("--k-passes", type=_POS, default=None, help="Passes over each iteration's set (paper 3).")
-@click.option("--init-images", type=_POS, default=None, help="Initial p0 images (paper 10,000).")
-@click.option("--new-per-iter", type=_POS, default=None, help="Pseudo-negatives per iteration (paper 1,000).")
-@click.option("--new-last-iter", type=_POS, default=None, help="... at a cascade's last iteration (10,000).")
-@click.option("--synth-max-steps", type=click.IntRange(min=0), default=None, help="Ascent step cap (2,000).")
-@click.option("--pool-capacity", type=_POS, default=None, help="Most pseudo-negatives kept (FIFO).")
-@click.option(
-    "--init",
-    type=click.Choice([k.value for k in InitKind]),
-    default=None,
-    help="p0: appd (App. D network, default) or gaussian.",
-)
-@click.option("--no-quantize", is_flag=True, help="Keep pseudo-negatives as float32 (code: 8-bit PNGs).")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder: checkpoint-last.pt, record.json, iterations.csv.",
-)
+@UNSUP_KNOBS
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint-last.pt exactly (only "
               "--cascades, --device, data paths and --no-progress may differ from the run's).")
 @overwrite_option()
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds everything.")
-@click.option("--device", default="auto", show_default=True, callback=device_option_check,
-              help="auto, cpu, cuda or cuda:N.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar (hidden anyway when not a TTY).")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def train_unsupervised_cmd(
-    preset: str, out: str, resume: bool, overwrite: bool, no_quantize: bool, no_progress: bool,
-    quiet: bool, **kw: Any,
-) -> None:
+def train_unsupervised_cmd(preset: str, resume: bool, overwrite: bool, quiet: bool, **kw: Any) -> None:
     """Train an unsupervised WINN (Algorithm 1 with cascades, paper §3-5)."""
     from ..runtime.distributed import launched_by_torchrun
     from ..training.supervised import NonFiniteLossError
-    from ..training.unsupervised import UnsupConfig, train_unsupervised
+    from ..training.unsupervised import train_unsupervised
 
     setup_logging(quiet)
     if launched_by_torchrun():  # every rank would train alone and all write to one --out
@@ -156,17 +100,18 @@ def train_unsupervised_cmd(
         raise click.UsageError("--dataset texture needs --image FILE")
     if kw["dataset"] == "image-folder" and not kw["folder"]:
         raise click.UsageError("--dataset image-folder needs --folder DIR")
-    cfg = UnsupConfig.preset(preset, out=out, quantize=not no_quantize, progress=not no_progress, **kw)
+    cfg = UnsupConfig.preset(preset, **UNSUP_KNOBS.values(kw))
     try:
         record = train_unsupervised(cfg, resume=resume, overwrite=overwrite, command=command_line())
     except NonFiniteLossError as exc:
         raise click.ClickException(one_line(exc)) from exc
     except KeyboardInterrupt:
-        click.echo(f"\nInterrupted. Finished iterations are kept in {out}; continue with --resume.", err=True)
+        click.echo(f"\nInterrupted. Finished iterations are kept in {cfg.out}; continue with --resume.",
+                   err=True)
         sys.exit(130)
     click.echo(
         f"unsupervised WINN {cfg.arch} on {record['dataset']['name']}: {record['cascades_done']} cascades, "
-        f"{record['iterations_run']} iterations; wrote {Path(out) / 'checkpoint-last.pt'}"
+        f"{record['iterations_run']} iterations; wrote {Path(cfg.out) / 'checkpoint-last.pt'}"
     )
 
 

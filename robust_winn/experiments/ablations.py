@@ -32,8 +32,9 @@ from ..errors import BadValueError
 from ..runtime.checkpoint import load_classifier, versions
 from ..runtime.device import resolve_device
 from ..runtime.rundir import check_writable
+from .presets import DATA_DIR, MNIST_EPS, RUNS_ROOT, TABLE3_ATTACKS, TABLE3_DATASET, TABLE_BUDGET
 from .table2 import MEASURED, check_measured_kept, mean_std, train_or_reuse, write_files_atomically
-from .tables34 import PGD_MNIST, seed_numbers
+from .tables34 import seed_numbers
 
 __all__ = ["ABLATIONS_KEY", "AblationSpec", "Variant", "DEFAULT_VARIANTS", "run_ablations"]
 
@@ -42,51 +43,58 @@ ABLATIONS_KEY = ("variant", "attack")  # the columns that name a row of ablation
 
 @dataclass(frozen=True)
 class Variant:
-    """One WINN setting: overrides of the Table 2 defaults."""
+    """One WINN setting: overrides of the Table 2 budget (:data:`.presets.TABLE_BUDGET`)."""
 
     name: str
-    alpha: float = 0.01
-    synth_max_steps: int = 200
-    epochs: int = 15
+    alpha: float = TABLE_BUDGET.alpha
+    synth_max_steps: int = TABLE_BUDGET.synth_max_steps
+    epochs: int = TABLE_BUDGET.epochs
     arch: str = "vanilla"
     notes: str = ""
 
     def is_default(self) -> bool:
-        return (self.alpha, self.synth_max_steps, self.epochs) == (0.01, 200, 15)
+        """True for the Table 2/3 budget itself, whose WINN runs are Table 2's."""
+        b = TABLE_BUDGET
+        return (self.alpha, self.synth_max_steps, self.epochs) == (b.alpha, b.synth_max_steps, b.epochs)
 
 
+_B = TABLE_BUDGET
 DEFAULT_VARIANTS: tuple[Variant, ...] = (
-    Variant("default", notes="Table 2/3 setting: alpha 0.01, cap 200, 15 epochs"),
-    Variant("alpha0.1", alpha=0.1, notes="10x the paper's WINN weight"),
-    Variant("cap1000", synth_max_steps=1000, notes="5x the synthesis budget"),
-    Variant("epochs30", epochs=30, notes="2x the epochs"),
+    Variant("default", notes=f"Table 2/3 setting: alpha {_B.alpha:g}, cap {_B.synth_max_steps}, "
+                             f"{_B.epochs} epochs"),
+    Variant(f"alpha{10 * _B.alpha:g}", alpha=10 * _B.alpha, notes="10x the paper's WINN weight"),
+    Variant(f"cap{5 * _B.synth_max_steps}", synth_max_steps=5 * _B.synth_max_steps,
+            notes="5x the synthesis budget"),
+    Variant(f"epochs{2 * _B.epochs}", epochs=2 * _B.epochs, notes="2x the epochs"),
 )
 
 
 @dataclass
 class AblationSpec:
-    """Where and how the ablation grid runs."""
+    """Where and how the ablation grid runs (defaults: :mod:`.presets`)."""
 
     variants: Sequence[Variant] = DEFAULT_VARIANTS
-    seeds: Sequence[int] = (0, 1, 2)
-    dataset: str = "mnist"
-    data_dir: str = "data"
-    runs_dir: str = "runs"
+    seeds: Sequence[int] = TABLE_BUDGET.seeds
+    dataset: str = TABLE3_DATASET
+    data_dir: str = DATA_DIR
+    runs_dir: str = RUNS_ROOT
     device: str = "auto"
-    eps: float = 0.125
-    attacks: Sequence[str] = ("fgsm", PGD_MNIST)
+    eps: float = MNIST_EPS
+    attacks: Sequence[str] = TABLE3_ATTACKS
     limit_test: int | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig overrides
 
 
 def _config(spec: AblationSpec, v: Variant, method: Method, seed: int) -> TrainConfig:
+    """The run of one variant and method: baselines (and the default WINN) are Table 2's runs
+    when they train for Table 2's epochs, else shared under ``ablations/baseline-e<epochs>``."""
     shared = method is Method.BASELINE or v.is_default()
-    base = v.epochs == 15 and shared
+    base = v.epochs == TABLE_BUDGET.epochs and shared
     folder = (Path(spec.runs_dir) / "table2") if base else (
         Path(spec.runs_dir) / "ablations" / (f"baseline-e{v.epochs}" if shared else v.name))
-    alpha = 0.01 if method is Method.BASELINE else v.alpha
-    cap = 200 if method is Method.BASELINE else v.synth_max_steps
+    alpha = TABLE_BUDGET.alpha if method is Method.BASELINE else v.alpha
+    cap = TABLE_BUDGET.synth_max_steps if method is Method.BASELINE else v.synth_max_steps
     cfg = TrainConfig(
         dataset=spec.dataset, data_dir=spec.data_dir, arch=v.arch, method=method,
         epochs=v.epochs, seed=seed, device=spec.device, alpha=alpha, progress=spec.progress,

@@ -1,8 +1,8 @@
 """The quickstart: baseline vs WINN on the bundled real MNIST sample, offline, in minutes.
 
 Trains both methods with the paper's objective and settings (smaller budgets: few epochs and a
-short synthesis cap, see :data:`QUICK`), attacks both with FGSM and PGD at eps = 0.125 (paper
-Table 3's MNIST radius) and renders a Table 2/3 style summary from the records.
+short synthesis cap: :data:`robust_winn.experiments.presets.QUICK`), attacks both with FGSM and
+PGD at paper Table 3's MNIST radius and renders a Table 2/3 style summary from the records.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from ..runtime.checkpoint import load_classifier
 from ..runtime.rundir import claim, existing_results
 from ..training import train
 from ..training.resume import RUN_FILES
+from .presets import QUICK, QUICKSTART_DIR
 
 __all__ = ["QUICK", "quickstart", "summary_table"]
 
-QUICK = {"epochs": 8, "synth_max_steps": 100, "synth_per_class": 50, "eps": 0.125,
-         "attacks": ("fgsm", "pgd")}
 QUICK_FILES = ("summary.md", "attack-record.json")  # the quickstart's own results in --out
 
 
@@ -48,7 +47,7 @@ def summary_table(train_records: dict[str, dict[str, Any]], attack_record: dict[
     return pd.DataFrame(rows)
 
 
-def quickstart(out: str | Path = "runs/quickstart", *, device: str = "cpu", seed: int = 0,
+def quickstart(out: str | Path = QUICKSTART_DIR, *, device: str = "cpu", seed: int = 0,
                progress: bool = True, overwrite: bool = False, command: str | None = None) -> pd.DataFrame:
     """Train baseline and WINN on the bundled sample, attack both, write OUT/summary.{md,json}.
 

@@ -36,6 +36,7 @@ from ..runtime.checkpoint import versions
 from ..runtime.device import resolve_device
 from ..runtime.rundir import check_writable
 from ..training import train
+from .presets import DATA_DIR, RESULTS_DIR, RUNS_DIR, TABLE2_ROWS, TABLE_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,14 @@ TABLE2_KEY = ("dataset", "arch", "method")  # the columns that name a row of tab
 
 @dataclass
 class GridSpec:
-    """Which runs a table needs and how each is trained."""
+    """Which runs a table needs and how each is trained (defaults: :mod:`.presets`)."""
 
-    rows: Sequence[tuple[str, str]] = (("mnist", "vanilla"), ("mnist", "resnet32"), ("svhn", "resnet32"))
-    seeds: Sequence[int] = (0, 1, 2)
-    epochs: int = 15  # paper/code: 200 (CPU budget: see results/table2.md)
-    synth_max_steps: int = 200  # code: 2000
-    data_dir: str = "data"
-    runs_dir: str = "runs/table2"
+    rows: Sequence[tuple[str, str]] = TABLE2_ROWS
+    seeds: Sequence[int] = TABLE_BUDGET.seeds
+    epochs: int = TABLE_BUDGET.epochs  # paper/code: 200 (CPU budget: see results/table2.md)
+    synth_max_steps: int = TABLE_BUDGET.synth_max_steps  # code: 2000
+    data_dir: str = DATA_DIR
+    runs_dir: str = RUNS_DIR
     device: str = "auto"
     allow_cpu_resnet: bool = False  # ResNet-32 on CPU takes hours per run
     progress: bool = True
@@ -372,7 +373,7 @@ def write_table2(df: pd.DataFrame, out_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def reproduce_table2(
-    spec: GridSpec, *, out_dir: str | Path = "results", command: str, replace_measured: bool = False,
+    spec: GridSpec, *, out_dir: str | Path = RESULTS_DIR, command: str, replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Train the grid, write results/table2.{csv,md}, return the frame.
 

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,18 @@ from ..errors import BadValueError
 from ..runtime.checkpoint import load_classifier, versions
 from ..runtime.device import resolve_device
 from ..runtime.rundir import check_writable
+from .presets import (
+    ATTACK_BATCH_SIZE,
+    MNIST_EPS,
+    PGD_MNIST,
+    RESULTS_DIR,
+    SVHN_EPS,
+    TABLE3_ARCHS,
+    TABLE3_ATTACKS,
+    TABLE3_DATASET,
+    TABLE4_ATTACKS,
+    TABLE4_ROWS,
+)
 from .table2 import (
     MEASURED,
     NO_GPU,
@@ -47,7 +60,8 @@ from .table2 import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PAPER_TABLE3", "PAPER_TABLE4", "PGD_MNIST", "reproduce_table3", "reproduce_table4", "seed_numbers",
+    "AttackTableSpec", "PAPER_TABLE3", "PAPER_TABLE4", "PGD_MNIST", "Table3Spec", "Table4Spec",
+    "reproduce_table3", "reproduce_table4", "seed_numbers",
 ]
 
 METRICS = ("baseline_adv_error", "winn_adv_error", "correction_by_winn", "correction_by_baseline")
@@ -58,9 +72,39 @@ PAPER_TABLE4 = {"resnet32": (29.29, 19.53, 74.39, 51.37)}
 # no row was run, so that a reader of e.g. table4-seeds.csv sees what would be there.
 SEED_COLUMNS = ("arch", "attack", "eps", "seed", "baseline_clean_error", "winn_clean_error",
                 *METRICS)
-PGD_MNIST = "pgd:steps=40,alpha=0.01"  # Madry et al. 2018's MNIST step count and size
 TABLE_KEY = ("dataset", "arch", "attack")  # the columns that name a row of table3/4.json
 NOT_REQUESTED = "not requested"
+
+
+@dataclass
+class AttackTableSpec(GridSpec):
+    """A Table 3/4 run: the training grid of one dataset, and how its checkpoints are attacked.
+
+    ``rows`` are the (dataset, arch) runs to train or reuse; all name the same dataset. The
+    paper's architectures that are not among them still get a row with the paper's numbers
+    (status "not requested", or "not run here" for ResNet-32 without a GPU).
+    """
+
+    eps: float = MNIST_EPS  # L-inf radius in [0, 1] pixel units
+    attacks: Sequence[str] = TABLE3_ATTACKS  # attack specs; the paper's is FGSM
+    limit_test: int | None = None  # attack only the first N test images (quick runs)
+    batch_size: int = ATTACK_BATCH_SIZE  # images per attack batch
+
+
+@dataclass
+class Table3Spec(AttackTableSpec):
+    """Paper Table 3 (MNIST, vanilla CNN and ResNet-32, FGSM at eps 0.125; REFERENCE §2)."""
+
+    rows: Sequence[tuple[str, str]] = tuple((TABLE3_DATASET, a) for a in TABLE3_ARCHS)
+
+
+@dataclass
+class Table4Spec(AttackTableSpec):
+    """Paper Table 4 (SVHN, ResNet-32, FGSM at eps 0.005 taken in [0, 1] units; DESIGN §2)."""
+
+    rows: Sequence[tuple[str, str]] = TABLE4_ROWS
+    eps: float = SVHN_EPS
+    attacks: Sequence[str] = TABLE4_ATTACKS
 
 
 def seed_numbers(record: dict[str, Any], attack: str) -> dict[str, float | None]:
@@ -115,16 +159,21 @@ def _arch_statuses(
 
 
 def _reproduce(
-    name: str, *, dataset: str, archs: Sequence[str], paper: dict[str, tuple[float, ...]],
-    eps: float, attacks: Sequence[str], spec: GridSpec, out_dir: Path, limit_test: int | None,
-    batch_size: int, command: str | None, replace_measured: bool,
+    name: str, *, paper: dict[str, tuple[float, ...]], spec: AttackTableSpec, out_dir: str | Path,
+    command: str | None, replace_measured: bool,
 ) -> pd.DataFrame:
     t0 = time.perf_counter()
     # Every input is checked before the first run is trained: no hour of work is lost to a typo.
-    attacks = [parse_attack(a).label for a in attacks]  # canonical labels, as in the records
+    datasets = list(dict.fromkeys(d for d, _ in spec.rows))
+    if len(datasets) != 1:
+        raise BadValueError(f"a table of adversarial errors attacks the rows of one dataset, got "
+                            f"{', '.join(datasets) or 'no rows'}")
+    dataset, archs = datasets[0], [a for _, a in spec.rows]
+    limit_test, batch_size = spec.limit_test, spec.batch_size
+    attacks = [parse_attack(a).label for a in spec.attacks]  # canonical labels, as in the records
     if not attacks or len(set(attacks)) != len(attacks):
         raise BadValueError(f"give each attack once (and at least one), got {', '.join(attacks) or 'none'}")
-    eps = check_eps(eps)
+    eps = check_eps(spec.eps)
     if batch_size < 1:
         raise BadValueError(f"batch_size must be >= 1, got {batch_size}")
     if limit_test is not None and limit_test < 1:
@@ -230,37 +279,8 @@ def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any
     })
 
 
-def _spec(
-    dataset: str, archs: Sequence[str], *, seeds: Sequence[int], epochs: int, data_dir: str,
-    runs_dir: str, device: str, synth_max_steps: int, allow_cpu_resnet: bool, progress: bool,
-    extra: dict[str, Any] | None,
-) -> GridSpec:
-    return GridSpec(
-        rows=[(dataset, a) for a in archs], seeds=tuple(seeds), epochs=epochs,
-        synth_max_steps=synth_max_steps, data_dir=data_dir, runs_dir=runs_dir, device=device,
-        allow_cpu_resnet=allow_cpu_resnet, progress=progress, extra=dict(extra or {}),
-    )
-
-
 def reproduce_table3(
-    out_dir: str | Path = "results",
-    *,
-    seeds: Sequence[int] = (0, 1, 2),
-    epochs: int = 15,
-    data_dir: str = "data",
-    arch: str | Sequence[str] = "vanilla",
-    dataset: str = "mnist",
-    runs_dir: str = "runs/table2",
-    device: str = "auto",
-    synth_max_steps: int = 200,
-    allow_cpu_resnet: bool = False,
-    eps: float = 0.125,
-    attacks: Sequence[str] = ("fgsm", PGD_MNIST),
-    limit_test: int | None = None,
-    batch_size: int = 500,
-    progress: bool = True,
-    extra: dict[str, Any] | None = None,
-    command: str | None = None,
+    spec: AttackTableSpec, *, out_dir: str | Path = RESULTS_DIR, command: str | None = None,
     replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Paper Table 3 (MNIST): train or reuse baseline and WINN per seed, attack, tabulate.
@@ -269,74 +289,38 @@ def reproduce_table3(
     here (ResNet-32 without a GPU) keep the paper's numbers and a "not run here" status.
 
     Args:
+        spec: the runs and the attacks (:class:`Table3Spec` holds the paper's rows and budgets
+            from :mod:`.presets`; ``dataset`` "sample" gives a quick offline smoke run, and
+            ``extra`` further TrainConfig overrides such as ``{"limit_train": 500}``).
         out_dir: folder for the table files.
-        seeds: training seeds; the table gives mean ± std over them.
-        epochs: epochs per training run (paper/code: 200).
-        data_dir: dataset root.
-        arch: architecture(s) to run; the paper's are "vanilla" and "resnet32".
-        dataset: "mnist" (paper); "sample" gives a quick offline smoke run.
-        runs_dir: training runs folder, shared with Table 2 (runs are reused or resumed).
-        device: auto, cpu, cuda[:N].
-        synth_max_steps: synthesis cap per pass (code: 2000).
-        allow_cpu_resnet: run ResNet rows on the CPU too (hours per run).
-        eps: L-inf radius in [0, 1] units (paper: 0.125 = the code's 0.25 on [-1, 1]).
-        attacks: attack specs; the paper's is FGSM, PGD is an added stronger check.
-        limit_test: attack only the first N test images (quick runs).
-        batch_size: images per attack batch.
-        progress: training progress bars.
-        extra: further TrainConfig overrides (e.g. ``{"limit_train": 500}`` for smoke runs).
         command: the command line, stored in the outputs.
         replace_measured: allow measured rows of the existing ``table3`` in ``out_dir`` to
             become "not run here" or vanish (``--replace-measured``); without it that is refused
             before any training.
 
     Raises:
-        UnknownNameError, BadValueError: a bad attack, eps or option (before any work).
+        UnknownNameError, BadValueError: a bad attack, eps or setting, or rows of several
+            datasets (before any work).
         DataUnavailableError: ``data_dir`` does not exist and a row needs data.
         RunDirError: ``out_dir`` not writable, measured rows would be lost, or a run folder
             holds a run with another configuration.
     """
-    archs = [arch] if isinstance(arch, str) else list(arch)
-    spec = _spec(dataset, archs, seeds=seeds, epochs=epochs, data_dir=data_dir,
-                 runs_dir=runs_dir, device=device, synth_max_steps=synth_max_steps,
-                 allow_cpu_resnet=allow_cpu_resnet, progress=progress, extra=extra)
-    return _reproduce("table3", dataset=dataset, archs=archs, paper=PAPER_TABLE3, eps=eps,
-                      attacks=attacks, spec=spec, out_dir=Path(out_dir), limit_test=limit_test,
-                      batch_size=batch_size, command=command, replace_measured=replace_measured)
+    return _reproduce("table3", paper=PAPER_TABLE3, spec=spec, out_dir=out_dir, command=command,
+                      replace_measured=replace_measured)
 
 
 def reproduce_table4(
-    out_dir: str | Path = "results",
-    *,
-    seeds: Sequence[int] = (0, 1, 2),
-    epochs: int = 15,
-    data_dir: str = "data",
-    runs_dir: str = "runs/table2",
-    device: str = "auto",
-    synth_max_steps: int = 200,
-    allow_cpu_resnet: bool = False,
-    eps: float = 0.005,
-    attacks: Sequence[str] = ("fgsm",),
-    limit_test: int | None = None,
-    batch_size: int = 500,
-    progress: bool = True,
-    extra: dict[str, Any] | None = None,
-    command: str | None = None,
+    spec: AttackTableSpec, *, out_dir: str | Path = RESULTS_DIR, command: str | None = None,
     replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Paper Table 4 (SVHN, ResNet-32, FGSM eps 0.005): as :func:`reproduce_table3`.
 
-    The paper does not give the units of eps = 0.005; it is taken in [0, 1] pixel units
-    (DESIGN §2). Without the SVHN files (``DIR/svhn/{train,test}_32x32.mat``) the row is marked
-    "not run here (data unavailable offline)" and only the paper's numbers are shown; a
-    ``data_dir`` that does not exist at all is an error (``DataUnavailableError``), and a measured
-    row of an existing ``table4`` is never replaced by a "not run here" one unless
-    ``replace_measured``.
+    ``spec`` is usually a :class:`Table4Spec`. The paper does not give the units of eps = 0.005;
+    it is taken in [0, 1] pixel units (DESIGN §2). Without the SVHN files
+    (``DIR/svhn/{train,test}_32x32.mat``) the row is marked "not run here (data unavailable
+    offline)" and only the paper's numbers are shown; a ``data_dir`` that does not exist at all
+    is an error (``DataUnavailableError``), and a measured row of an existing ``table4`` is
+    never replaced by a "not run here" one unless ``replace_measured``.
     """
-    spec = _spec("svhn", ["resnet32"], seeds=seeds, epochs=epochs, data_dir=data_dir,
-                 runs_dir=runs_dir, device=device, synth_max_steps=synth_max_steps,
-                 allow_cpu_resnet=allow_cpu_resnet, progress=progress, extra=extra)
-    return _reproduce("table4", dataset="svhn", archs=["resnet32"], paper=PAPER_TABLE4, eps=eps,
-                      attacks=attacks, spec=spec, out_dir=Path(out_dir), limit_test=limit_test,
-                      batch_size=batch_size, command=command, replace_measured=replace_measured)
-
+    return _reproduce("table4", paper=PAPER_TABLE4, spec=spec, out_dir=out_dir, command=command,
+                      replace_measured=replace_measured)

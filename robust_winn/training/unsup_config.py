@@ -1,12 +1,18 @@
-"""Configuration of an unsupervised WINN run (REFERENCE §3.5-3.6), with the paper and quick presets."""
+"""Configuration of an unsupervised WINN run (REFERENCE §3.5-3.6), with the paper and quick presets.
+
+Each field declares its help, range and quick-preset value once (:func:`robust_winn.config.knob`,
+issue 12 §2); the dataclass default is the paper value. ``robust-winn train-unsupervised`` is
+generated from these fields (:mod:`robust_winn.cli.knobs`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from ..config import MAX_SEED, check_number
+from ..config import MAX_SEED, check_fields, knob
+from ..data.positives import UnsupDataset
 from ..models.appd import InitKind
 
 __all__ = ["Preset", "UnsupConfig"]
@@ -19,88 +25,97 @@ class Preset(str, Enum):
     QUICK = "quick"  # minutes on a CPU: a smoke run, not a result
 
 
+_DATASETS = tuple(d.value for d in UnsupDataset)
+
+
 @dataclass
 class UnsupConfig:
     """Everything one unsupervised run depends on (defaults = the paper preset)."""
 
-    dataset: str = "texture"  # texture | image-folder | celeba | mnist | svhn | cifar10
-    image: str | None = None  # texture image file
-    folder: str | None = None  # image-folder folder
-    data_dir: str = "data"  # torchvision root (celeba, mnist, svhn, cifar10)
-    download: bool = False  # let torchvision download (needs network)
-    limit: int | None = None  # keep the first N images of a finite dataset
-    image_size: int = 64  # crop / resize side (textures, folders, celeba)
-    arch: str = "critic64"  # registered network with one output, or "pkg.module:factory"
-    cascades: int = 4  # cascades (WINN-single: 1)
-    iterations: int = 100  # iterations per cascade
-    pos_per_step: int = 1000  # ramp unit: n+ = min(it + 1, ramp_max) * pos_per_step
-    ramp_max: int = 5  # ramp cap (5 -> 5,000 positives)
-    k_passes: int = 3  # passes over each iteration's fixed set (Alg. 1 "k")
-    batch_size: int = 50  # positives per critic step, and as many negatives
-    lr: float = 1e-4  # critic Adam lr
-    beta1: float = 0.0  # critic Adam beta1
-    beta2: float = 0.9  # critic Adam beta2
-    gp_lambda: float = 10.0  # gradient-penalty weight
-    init: InitKind = InitKind.APPD  # p0 of the initial pool and sampling
-    init_images: int = 10_000  # images drawn from p0 at the start (pool + first init source)
-    new_per_iter: int = 1000  # pseudo-negatives synthesised per iteration
-    new_last_iter: int = 10_000  # ... at the last iteration of a cascade (next init source)
-    synth_batch: int = 100  # images per synthesis batch (own tau, fresh Adam)
-    synth_max_steps: int = 2000  # ascent step cap per batch
-    synth_lr: float = 0.01  # synthesis Adam lr
-    synth_beta1: float = 0.9  # synthesis Adam beta1
-    synth_beta2: float = 0.999  # synthesis Adam beta2 (TF default; paper: 0.99)
-    pool_capacity: int = 120_000  # most pseudo-negatives kept (FIFO; code keeps all: 446k)
-    quantize: bool = True  # store S- and init sources as uint8 (the code's PNG round trip)
-    seed: int = 0  # seeds everything
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    out: str = "runs/unsup"  # output folder
-    progress: bool = True  # tqdm progress bar (off anyway when not a TTY)
+    dataset: str = field(default="texture", metadata=knob(
+        "Positives: random crops of one texture image, a folder of images, CelebA (centre crop + "
+        "resize), or the training images of a dataset.",
+        cli={"choices": _DATASETS, "required": True}))  # a run given its own `source` may name any
+    image: str | None = field(default=None, metadata=knob(
+        "Texture image file (--dataset texture).", cli={"path": "file"}))
+    folder: str | None = field(default=None, metadata=knob(
+        "Image folder (--dataset image-folder).", cli={"path": "dir"}))
+    data_dir: str = field(default="data", metadata=knob(
+        "torchvision root for celeba, mnist, svhn, cifar10.", cli={"path": "dir"}))
+    download: bool = field(default=False, metadata=knob(
+        "Let torchvision download missing files (needs network).", cli=False))
+    limit: int | None = field(default=None, metadata=knob(
+        "Keep the first N images of a finite dataset.", low=1))
+    image_size: int = field(default=64, metadata=knob(
+        "Crop side (texture) or image side (image-folder, celeba).", low=1, cli={"low": 16}))
+    arch: str = field(default="critic64", metadata=knob(
+        "Registered network with one output (critic64, wgan_resnet32, densenet, ...) or "
+        "'pkg.module:factory'."))
+    cascades: int = field(default=4, metadata=knob(
+        "Cascades (WINN-single: 1).", low=1, presets={"quick": 2}))
+    iterations: int = field(default=100, metadata=knob(
+        "Iterations per cascade.", low=1, presets={"quick": 3}))
+    pos_per_step: int = field(default=1000, metadata=knob(
+        "Ramp unit: min(it+1, ramp)*N positives.", low=1, presets={"quick": 50}))
+    ramp_max: int = field(default=5, metadata=knob(
+        "Ramp cap: at most ramp_max * pos_per_step positives per iteration.", low=1, presets={"quick": 2}))
+    k_passes: int = field(default=3, metadata=knob(
+        "Passes over each iteration's fixed set (Alg. 1 'k').", low=1, presets={"quick": 1}))
+    batch_size: int = field(default=50, metadata=knob(
+        "Positives per critic step, and as many negatives.", low=1, cli=False))
+    lr: float = field(default=1e-4, metadata=knob("Critic Adam lr.", low=0, low_open=True, cli=False))
+    beta1: float = field(default=0.0, metadata=knob("Critic Adam beta1.", low=0, high=1, cli=False))
+    beta2: float = field(default=0.9, metadata=knob("Critic Adam beta2.", low=0, high=1, cli=False))
+    gp_lambda: float = field(default=10.0, metadata=knob("Gradient-penalty weight.", low=0, cli=False))
+    init: InitKind = field(default=InitKind.APPD, metadata=knob(
+        "p0 of the initial pool and of sampling: appd (App. D network) or gaussian."))
+    init_images: int = field(default=10_000, metadata=knob(
+        "Initial p0 images (pool and first init source).", low=1, presets={"quick": 200}))
+    new_per_iter: int = field(default=1000, metadata=knob(
+        "Pseudo-negatives synthesised per iteration.", low=1, presets={"quick": 50}))
+    new_last_iter: int = field(default=10_000, metadata=knob(
+        "... at a cascade's last iteration (the next cascade's init source).", low=1,
+        presets={"quick": 100}))
+    synth_batch: int = field(default=100, metadata=knob(
+        "Images per synthesis batch (own tau, fresh Adam).", low=1, cli=False))
+    synth_max_steps: int = field(default=2000, metadata=knob(
+        "Ascent step cap per batch.", low=0, presets={"quick": 30}))
+    synth_lr: float = field(default=0.01, metadata=knob(
+        "Synthesis Adam lr.", low=0, low_open=True, cli=False))
+    synth_beta1: float = field(default=0.9, metadata=knob(
+        "Synthesis Adam beta1.", low=0, high=1, cli=False))
+    synth_beta2: float = field(default=0.999, metadata=knob(
+        "Synthesis Adam beta2 (TF default; paper: 0.99).", low=0, high=1, cli=False))
+    pool_capacity: int = field(default=120_000, metadata=knob(  # the code keeps all: 446k
+        "Most pseudo-negatives kept (FIFO).", low=1, presets={"quick": 2000}))
+    quantize: bool = field(default=True, metadata=knob(
+        "Store pseudo-negatives and init sources as uint8 (the code's PNG round trip).",
+        cli={"invert": True, "help": "Keep pseudo-negatives as float32 (code: 8-bit PNGs)."}))
+    seed: int = field(default=0, metadata=knob("Seeds everything.", low=0, high=MAX_SEED))
+    device: str = field(default="auto", metadata=knob("auto, cpu, cuda or cuda:N.", cli={"device": True}))
+    out: str = field(default="runs/unsup", metadata=knob(
+        "Output folder: checkpoint-last.pt, record.json, iterations.csv.",
+        cli={"path": "dir", "required": True}))
+    progress: bool = field(default=True, metadata=knob(
+        "tqdm progress bar (off anyway when not a TTY).",
+        cli={"invert": True, "help": "Hide the progress bar (hidden anyway when not a TTY)."}))
 
     @classmethod
     def preset(cls, name: Preset | str, **overrides: Any) -> UnsupConfig:
-        """The ``paper`` or ``quick`` budgets, with any field overridden."""
+        """The ``paper`` or ``quick`` budgets, with any field overridden (``None``: the preset's).
+
+        A field's quick value is declared with the field (``knob(presets=...)``); ``paper`` is
+        the dataclass default.
+        """
         preset = Preset(name)
-        base: dict[str, Any] = {}
-        if preset is Preset.QUICK:
-            base = dict(
-                cascades=2,
-                iterations=3,
-                pos_per_step=50,
-                ramp_max=2,
-                k_passes=1,
-                init_images=200,
-                new_per_iter=50,
-                new_last_iter=100,
-                synth_max_steps=30,
-                pool_capacity=2000,
-            )
+        base = {f.name: f.metadata["presets"][preset.value] for f in fields(cls)
+                if preset.value in f.metadata.get("presets", {})}
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
     def validate(self) -> None:
-        """Raise :class:`BadValueError` naming the first bad field."""
-        positive = (
-            "cascades",
-            "iterations",
-            "pos_per_step",
-            "ramp_max",
-            "k_passes",
-            "batch_size",
-            "init_images",
-            "new_per_iter",
-            "new_last_iter",
-            "synth_batch",
-            "pool_capacity",
-            "image_size",
-        )
-        for name in positive:
-            check_number(name, getattr(self, name), low=1, integer=True)
-        check_number("synth_max_steps", self.synth_max_steps, low=0, integer=True)
-        check_number("seed", self.seed, low=0, high=MAX_SEED, integer=True)
-        for name in ("lr", "synth_lr"):
-            check_number(name, getattr(self, name), low=0, low_open=True)
-        InitKind(self.init)
+        """Raise :class:`BadValueError` naming the first field out of its declared range."""
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON- and weights_only-safe dict."""
