@@ -129,10 +129,13 @@ def check_fields(config: Any, prefix: str = "") -> None:
 
 
 class Method(str, Enum):
-    """Training objective: cross-entropy alone, or WINN (CE + alpha * (W + lambda * GP))."""
+    """The built-in training objectives (robust_winn.objectives registers one for each)."""
 
-    BASELINE = "baseline"
-    WINN = "winn"
+    BASELINE = "baseline"  # cross-entropy alone
+    WINN = "winn"  # CE + alpha * (W + lambda * GP), paper §5.6
+    PGD_AT = "pgd-at"  # Madry et al. 2018: CE on PGD examples
+    TRADES = "trades"  # Zhang et al. 2019: CE + beta * KL(clean || adversarial)
+    WINN_AT = "winn-at"  # PGD-AT plus WINN's critic term
 
 
 class StopRule(str, Enum):
@@ -197,6 +200,30 @@ class FastPathConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    """The training-time attack of ``pgd-at``, ``trades`` and ``winn-at`` (issue 13).
+
+    Defaults are the MNIST standard (Madry et al. 2018; TRADES): L-inf eps 0.3 in [0, 1] pixel
+    units, 40 signed-gradient steps of 0.01, a random start; TRADES beta 6.
+    """
+
+    eps: float = field(default=0.3, metadata=knob(
+        "pgd-at/trades/winn-at: L-inf radius of the training attack in [0, 1] pixel units.",
+        low=0, high=1, cli={"flag": "--train-eps"}))
+    steps: int = field(default=40, metadata=knob(
+        "pgd-at/trades/winn-at: signed-gradient steps of the training attack.", low=1,
+        cli={"flag": "--train-steps"}))
+    step_size: float = field(default=0.01, metadata=knob(
+        "pgd-at/trades/winn-at: step size of the training attack, [0, 1] pixel units.", low=0,
+        low_open=True, cli={"flag": "--train-step-size"}))
+    random_start: bool = field(default=True, metadata=knob(
+        "pgd-at/winn-at: start each attack at a uniform point of the eps-ball.",
+        cli={"flag": "--train-random-start"}))
+    trades_beta: float = field(default=6.0, metadata=knob(
+        "trades: weight of the KL(clean || adversarial) term.", low=0, cli={"flag": "--trades-beta"}))
+
+
+@dataclass
 class TrainConfig:
     """Everything one supervised training run depends on."""
 
@@ -216,7 +243,9 @@ class TrainConfig:
         "Registered model name or a user factory 'pkg.module:factory' returning an nn.Module that "
         "maps [-1,1] images to (N, K) logits."))
     method: Method = field(default=Method.WINN, metadata=knob(
-        "baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP)."))
+        "baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP) (paper); pgd-at = "
+        "Madry adversarial training; trades = TRADES; winn-at = PGD-AT plus WINN's critic term on "
+        "clean positives (alpha, lambda as for winn)."))
     epochs: int = field(default=10, metadata=knob("Passes over the training split (paper/code: 200).", low=1))
     batch_size: int = field(default=100, metadata=knob(
         "Positives per step (and as many pseudo-negatives).", low=1))
@@ -244,6 +273,8 @@ class TrainConfig:
         cli={"invert": True, "help": "Hide progress bars (hidden anyway when not a TTY)."}))
     fast: FastPathConfig = field(default_factory=FastPathConfig, metadata=knob(
         "Optional GPU fast paths (DESIGN §4), off by default."))
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig, metadata=knob(
+        "Training-time attack of the adversarial methods (pgd-at, trades, winn-at)."))
 
     def validate(self) -> None:
         """Raise :class:`BadValueError` naming the first setting out of range, NaN or infinite.
@@ -262,11 +293,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; a dict without ``fast`` (older runs) gets the defaults."""
+        """Inverse of :meth:`to_dict`; older runs without ``fast`` or ``adversarial`` get defaults."""
         d = dict(d)
         syn = dict(d.pop("synthesis", {}))
         syn["stop_rule"] = StopRule(syn.get("stop_rule", StopRule.BATCH_MEAN.value))
         fast = dict(d.pop("fast", {}))
         fast["precision"] = Precision(fast.get("precision", Precision.FLOAT32.value))
+        adversarial = AdversarialConfig(**d.pop("adversarial", {}))
         d["method"] = Method(d.get("method", Method.WINN.value))
-        return cls(synthesis=SynthesisConfig(**syn), fast=FastPathConfig(**fast), **d)
+        return cls(synthesis=SynthesisConfig(**syn), fast=FastPathConfig(**fast), adversarial=adversarial,
+                   **d)

@@ -9,8 +9,9 @@ PKG = Path(__file__).resolve().parents[1] / "robust_winn"
 
 # Lower layers never import higher ones: the order of the README's Layout drawing.
 LAYER = {
-    "errors": 0, "config": 1, "registry": 1, "data": 2, "models": 2, "assets": 2, "runtime": 3, "synthesis": 4,
-    "objectives": 5, "training": 6, "attacks": 7, "evaluation": 7, "experiments": 8, "cli": 9,
+    "errors": 0, "config": 1, "registry": 1, "data": 2, "models": 2, "assets": 2, "runtime": 3,
+    "synthesis": 4, "objectives": 5, "training": 6, "attacks": 7, "evaluation": 7, "experiments": 8,
+    "cli": 9,
     "__init__": 10, "__main__": 10,
 }  # fmt: skip
 
