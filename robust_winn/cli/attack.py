@@ -25,7 +25,8 @@ from ..data.datasets import DataSplits, load_dataset
 from ..experiments.presets import ATTACK_BATCH_SIZE, MNIST_EPS
 from ..experiments.tables34 import reproduce_table3, reproduce_table4
 from ..models import build_classifier
-from ..runtime.checkpoint import CheckpointError, load_checkpoint, load_classifier, model_meta, versions
+from ..runtime.checkpoint import CheckpointError, load_checkpoint, load_classifier, model_meta
+from ..runtime.header import run_header
 from ..runtime.rundir import claim
 from .common import (
     SEED,
@@ -190,10 +191,8 @@ def attack(
         record = evaluate(models, dataset=data, attacks=list(attacks), eps=list(eps),
                           batch_size=batch_size, device=dev, seed=seed)
         record = {
-            "command": _command(click.get_current_context()),
+            **run_header(_command(click.get_current_context()), dev),
             "inputs": paths,
-            "versions": versions(),
-            "torch_threads": torch.get_num_threads(),
             **record,
             "limit": limit,
             "wall_time_s": time.perf_counter() - t0,

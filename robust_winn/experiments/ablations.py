@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from ..attacks.harness import evaluate
 from ..attacks.registry import check_eps, parse_attack
 from ..config import Method, SynthesisConfig, TrainConfig
 from ..data.datasets import load_dataset
 from ..errors import BadValueError
-from ..runtime.checkpoint import load_classifier, versions
+from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
+from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
 from .presets import DATA_DIR, MNIST_EPS, RUNS_ROOT, TABLE3_ATTACKS, TABLE3_DATASET, TABLE_BUDGET
 from .table2 import MEASURED, check_measured_kept, mean_std, train_or_reuse, write_files_atomically
@@ -165,9 +165,8 @@ def run_ablations(
             rows.append(row)
     df = pd.DataFrame(rows)
     _write(df, pd.DataFrame(per_seed), out, {
-        "command": command, "seeds": list(spec.seeds), "eps": eps, "device": str(dev),
-        "threads": torch.get_num_threads(), "versions": versions(),
-        "date": time.strftime("%Y-%m-%d"), "wall_time_s": time.perf_counter() - t0,
+        **run_header(command, dev), "seeds": list(spec.seeds), "eps": eps,
+        "wall_time_s": time.perf_counter() - t0,
         "warnings": warnings, "limit_test": spec.limit_test,
     })
     return df
@@ -186,7 +185,7 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any
         "",
         f"Command: `{meta['command']}`  ",
         f"Seeds: {meta['seeds']}; eps = {meta['eps']} ([0, 1] units); test images: "
-        f"{meta['limit_test'] or 'all'}; device: {meta['device']} ({meta['threads']} threads); "
+        f"{meta['limit_test'] or 'all'}; device: {meta['device']} ({meta['torch_threads']} threads); "
         f"date: {meta['date']}; wall time of this command: {meta['wall_time_s'] / 60:.1f} min  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
         "",

@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from ..config import Method, SynthesisConfig, TrainConfig
 from ..data.datasets import DataUnavailableError, load_dataset
 from ..errors import RunDirError, UserError
-from ..runtime.checkpoint import versions
 from ..runtime.device import resolve_device
+from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
 from ..training import train
 from .presets import DATA_DIR, RESULTS_DIR, RUNS_DIR, TABLE2_ROWS, TABLE_BUDGET
@@ -342,7 +341,7 @@ def write_table2(df: pd.DataFrame, out_dir: Path, meta: dict[str, Any]) -> None:
         f"Command: `{meta['command']}`  ",
         f"Seeds: {meta['seeds']}; epochs: {meta['epochs']} (paper/code: 200); synthesis cap: "
         f"{meta['synth_max_steps']} Adam steps (code: 2000); device: {meta['device']} "
-        f"({meta['threads']} threads); training wall time (sum over runs): "
+        f"({meta['torch_threads']} threads); training wall time (sum over runs): "
         f"{meta['wall_time_s'] / 60:.1f} min; "
         f"date: {meta['date']}  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
@@ -395,12 +394,10 @@ def reproduce_table2(
     df = table2_frame(results)
     check_measured_kept(out, "table2", TABLE2_KEY, _table2_keys(df), replace_measured=replace_measured)
     meta = {
-        "command": command, "seeds": ", ".join(map(str, spec.seeds)), "epochs": spec.epochs,
-        "synth_max_steps": spec.synth_max_steps, "device": str(resolve_device(spec.device)),
-        "threads": torch.get_num_threads(),
+        **run_header(command, resolve_device(spec.device)), "seeds": ", ".join(map(str, spec.seeds)),
+        "epochs": spec.epochs, "synth_max_steps": spec.synth_max_steps,
         "wall_time_s": sum(r["wall_time_s"] for e in results for r in e["records"].values()),
         "reproduce_wall_time_s": time.perf_counter() - t0,
-        "date": time.strftime("%Y-%m-%d"), "versions": versions(),
     }
     write_table2(df, out, meta)
     return df

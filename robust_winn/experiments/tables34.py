@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from ..attacks.harness import evaluate
 from ..attacks.registry import check_eps, parse_attack
 from ..data.datasets import load_dataset
 from ..errors import BadValueError
-from ..runtime.checkpoint import load_classifier, versions
+from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
+from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
 from .presets import (
     ATTACK_BATCH_SIZE,
@@ -216,11 +216,9 @@ def _reproduce(
     )
     dev = resolve_device(spec.device)
     meta = {
-        "command": command, "seeds": list(spec.seeds), "epochs": spec.epochs,
+        **run_header(command, dev), "seeds": list(spec.seeds), "epochs": spec.epochs,
         "synth_max_steps": spec.synth_max_steps, "eps": eps, "attacks": list(attacks),
-        "limit_test": limit_test, "device": str(dev), "threads": torch.get_num_threads(),
-        "versions": versions(), "date": time.strftime("%Y-%m-%d"),
-        "wall_time_s": time.perf_counter() - t0, "warnings": warnings,
+        "limit_test": limit_test, "wall_time_s": time.perf_counter() - t0, "warnings": warnings,
     }
     _write(name, df, pd.DataFrame(per_seed, columns=list(SEED_COLUMNS)), meta, out_dir)
     return df
@@ -239,7 +237,7 @@ def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any
         f"Command: `{meta['command']}`  ",
         f"Seeds: {meta['seeds']}; epochs: {meta['epochs']} (paper/code: 200); synthesis cap "
         f"{meta['synth_max_steps']}; eps = {meta['eps']} in [0, 1] pixel units; test images: "
-        f"{meta['limit_test'] or 'all'}; device: {meta['device']} ({meta['threads']} threads); "
+        f"{meta['limit_test'] or 'all'}; device: {meta['device']} ({meta['torch_threads']} threads); "
         f"attack wall time (incl. training when not reused): {meta['wall_time_s'] / 60:.1f} min; "
         f"date: {meta['date']}  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",

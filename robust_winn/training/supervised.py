@@ -57,6 +57,7 @@ from ..runtime.distributed import (
     sharded_batches,
 )
 from ..runtime.fastpaths import FastPaths
+from ..runtime.header import run_header
 from ..runtime.rundir import claim
 from .loop import NonFiniteLossError, drive, load_for_resume
 from .resume import RUN_FILES
@@ -191,13 +192,10 @@ class SupervisedTrainer:
         gpu_s = st.wall_time_s * self.ctx.world_size if self.device.type == "cuda" else None
         best = next((h for h in hist if h["epoch"] == st.best_epoch), None)
         return {
-            "command": command,
+            **run_header(command, self.device),
             "status": status,
             "config": self.cfg.to_dict(),
             "seed": self.cfg.seed,
-            "versions": versions(),
-            "device": str(self.device),
-            "torch_threads": torch.get_num_threads(),
             "epochs_run": st.epoch,
             "wall_time_s": st.wall_time_s,
             "best_epoch": st.best_epoch,

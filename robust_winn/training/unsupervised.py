@@ -41,6 +41,7 @@ from ..models.appd import quantize_uint8, sample_p0
 from ..objectives.losses import gradient_penalty, wasserstein_loss
 from ..runtime.checkpoint import load_state, versions
 from ..runtime.device import resolve_device
+from ..runtime.header import run_header
 from ..runtime.rundir import claim
 from ..synthesis import NegativePool
 from ..synthesis.ascent import AscentSampler, critic_fn
@@ -178,15 +179,12 @@ class UnsupervisedTrainer:
     def record(self, status: str, command: str | None) -> dict[str, Any]:
         st = self.state
         return {
-            "command": command,
+            **run_header(command, self.device),
             "status": status,
             "method": METHOD,
             "config": self.cfg.to_dict(),
             "dataset": self.source.describe(),
             "seed": self.cfg.seed,
-            "versions": versions(),
-            "device": str(self.device),
-            "torch_threads": torch.get_num_threads(),
             "cascades_done": len(st.snapshots),
             "iterations_run": len(st.history),
             "tau_ranges": [

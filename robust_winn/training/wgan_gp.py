@@ -55,6 +55,7 @@ from ..runtime.checkpoint import (
     versions,
 )
 from ..runtime.device import resolve_device
+from ..runtime.header import run_header
 from ..runtime.rundir import claim
 from ..synthesis.ascent import critic_fn
 from ..synthesis.cascade import build_critic
@@ -304,15 +305,12 @@ class WganGpTrainer:
         cfg, step = self.cfg, self.step
         finite = math.isfinite(self.f_min)
         return {
-            "command": command,
+            **run_header(command, self.device),
             "status": status,
             "method": METHOD,
             "config": cfg.to_dict(),
             "dataset": self.source.describe(),
             "seed": cfg.seed,
-            "versions": versions(),
-            "device": str(self.device),
-            "torch_threads": torch.get_num_threads(),
             "iterations_run": self.iteration,
             "critic_steps": step,
             "tau_min": self.f_min if finite else None,
