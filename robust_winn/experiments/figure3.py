@@ -16,7 +16,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from ..data.positives import PositiveSource, load_positives
+from ..data.positives import PositiveSource
 from ..errors import BadValueError
 from ..models.appd import InitKind, quantize_uint8, sample_p0
 from ..runtime.checkpoint import model_meta
@@ -84,15 +84,7 @@ def figure3_comparison(
         )
     if source is None:
         c = WganGpConfig.from_dict(wckpt["config"])
-        source = load_positives(
-            c.dataset,
-            image=c.image,
-            folder=c.folder,
-            data_dir=c.data_dir,
-            size=c.image_size,
-            download=c.download,
-            limit=c.limit,
-        )
+        source = c.load_positives()
     ucfg = UnsupConfig.from_dict(ickpt["config"])
     steps = ucfg.synth_max_steps if max_steps is None else max_steps
     gen_rng = torch.Generator().manual_seed(seed)

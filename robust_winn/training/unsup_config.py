@@ -12,10 +12,10 @@ from enum import Enum
 from typing import Any
 
 from ..config import MAX_SEED, check_fields, knob
-from ..data.positives import UnsupDataset
+from ..data.positives import PositiveSource, UnsupDataset, load_positives
 from ..models.appd import InitKind
 
-__all__ = ["Preset", "UnsupConfig"]
+__all__ = ["PositivesConfig", "Preset", "UnsupConfig"]
 
 
 class Preset(str, Enum):
@@ -29,8 +29,8 @@ _DATASETS = tuple(d.value for d in UnsupDataset)
 
 
 @dataclass
-class UnsupConfig:
-    """Everything one unsupervised run depends on (defaults = the paper preset)."""
+class PositivesConfig:
+    """Where the positives of an unsupervised run come from (REFERENCE §3.1); shared by WINN and WGAN-GP."""
 
     dataset: str = field(default="texture", metadata=knob(
         "Positives: random crops of one texture image, a folder of images, CelebA (centre crop + "
@@ -48,6 +48,19 @@ class UnsupConfig:
         "Keep the first N images of a finite dataset.", low=1))
     image_size: int = field(default=64, metadata=knob(
         "Crop side (texture) or image side (image-folder, celeba).", low=1, cli={"low": 16}))
+
+    def load_positives(self) -> PositiveSource:
+        """The positives these settings name (:func:`robust_winn.data.positives.load_positives`)."""
+        return load_positives(
+            self.dataset, image=self.image, folder=self.folder, data_dir=self.data_dir,
+            size=self.image_size, download=self.download, limit=self.limit,
+        )
+
+
+@dataclass
+class UnsupConfig(PositivesConfig):
+    """Everything one unsupervised run depends on (defaults = the paper preset)."""
+
     arch: str = field(default="critic64", metadata=knob(
         "Registered network with one output (critic64, wgan_resnet32, densenet, ...) or "
         "'pkg.module:factory'."))

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data.positives import PositiveSource, load_positives
+from ..data.positives import PositiveSource
 from ..errors import ResumeError
 from ..models.appd import quantize_uint8, sample_p0
 from ..objectives.losses import gradient_penalty, wasserstein_loss
@@ -385,15 +385,7 @@ def _train_unsupervised(
         ckpt = load_for_resume(Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of, want=cfg.to_dict(),
                                free=RESUME_FREE)
     if source is None:
-        source = load_positives(
-            cfg.dataset,
-            image=cfg.image,
-            folder=cfg.folder,
-            data_dir=cfg.data_dir,
-            size=cfg.image_size,
-            download=cfg.download,
-            limit=cfg.limit,
-        )
+        source = cfg.load_positives()
     run = UnsupervisedTrainer(cfg, source, device)
     if ckpt is not None:
         run.restore(ckpt)

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..config import MAX_SEED, check_number
-from ..data.positives import PositiveSource, load_positives
+from ..data.positives import PositiveSource
 from ..errors import ResumeError
 from ..models.dcgan import DCGANGenerator
 from ..objectives.losses import gradient_penalty, wasserstein_loss
@@ -61,7 +61,7 @@ from ..synthesis.ascent import critic_fn
 from ..synthesis.cascade import build_critic
 from .loop import NonFiniteLossError, drive, load_for_resume
 from .resume import RUN_FILES
-from .unsup_config import Preset
+from .unsup_config import PositivesConfig, Preset
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,9 @@ METHOD = "wgan-gp"
 
 
 @dataclass
-class WganGpConfig:
+class WganGpConfig(PositivesConfig):
     """Everything one WGAN-GP run depends on (defaults: Gulrajani et al.'s settings)."""
 
-    dataset: str = "texture"  # texture | image-folder | celeba | mnist | svhn | cifar10
-    image: str | None = None  # texture image file
-    folder: str | None = None  # image-folder folder
-    data_dir: str = "data"  # torchvision root (celeba, mnist, svhn, cifar10)
-    download: bool = False  # let torchvision download (needs network)
-    limit: int | None = None  # keep the first N images of a finite dataset
-    image_size: int = 64  # crop / resize side (textures, folders, celeba)
     arch: str = "critic64"  # critic: registered network with one output, or "pkg.module:factory"
     z_dim: int = 128  # generator latent size
     gen_width: int = 64  # generator width of the last hidden layer (DCGAN: 64 -> 512 at 4x4)
@@ -427,15 +420,7 @@ def train_wgan_gp(
             ckpt = load_for_resume(Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of,
                                    want=cfg.to_dict(), free=RESUME_FREE)
         if source is None:
-            source = load_positives(
-                cfg.dataset,
-                image=cfg.image,
-                folder=cfg.folder,
-                data_dir=cfg.data_dir,
-                size=cfg.image_size,
-                download=cfg.download,
-                limit=cfg.limit,
-            )
+            source = cfg.load_positives()
         trainer = WganGpTrainer(cfg, source, device)
         if ckpt is not None:
             trainer.restore(ckpt)
