@@ -54,3 +54,13 @@ def test_worst_case_counts_an_image_once() -> None:
 def test_shape_mismatch_is_rejected() -> None:
     with pytest.raises(ValueError, match="1-D"):
         correction_rates(t(0, 1), t(0), t(0, 1))
+
+
+def test_worst_case_counts_a_clean_mistake_that_an_attack_flips_to_correct() -> None:
+    """RobustBench's robust error: clean wrong OR any attack broke it."""
+    broken = torch.tensor([[False, True, False, False]])  # FGSM: image 0's example is right
+    clean_wrong = torch.tensor([True, False, False, False])  # ... but image 0 was wrong clean
+    assert worst_case_error(broken) == 0.25  # the attacks-only convention misses it
+    assert worst_case_error(broken, clean_wrong) == 0.5
+    with pytest.raises(ValueError):
+        worst_case_error(broken, torch.tensor([True]))

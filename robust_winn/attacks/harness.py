@@ -7,7 +7,8 @@ model. That gives, in one pass:
 - A's adversarial error (white-box) and, for each other model B, B's correction rate on A's
   errors (Table 3: referee = baseline -> correction by WINN; referee = WINN -> by baseline);
 - B's error on examples made on A (transfer);
-- per-example worst case over all attacks run (an image is broken if any attack broke it).
+- per-example worst case over all attacks run, RobustBench's convention (an image is broken if
+  its clean prediction is wrong or any attack broke it; ``error_attacks_only`` leaves out the first).
 
 Differences from the released FGSM script (REFERENCE §2), both deliberate:
 - batches instead of one image at a time (DESIGN §4). The CE gradient of a batch mean is the
@@ -393,9 +394,12 @@ def _summarise(
                 broken = torch.stack([
                     wrong_mask(raw["adv"][(src, s.label, e, scorer)], y) for s in specs
                 ])  # (n_attacks, N)
+                clean_wrong = wrong_mask(raw["clean"][scorer], y)  # (N,)
                 worst.append({
                     "source": src, "scorer": scorer, "eps": e,
-                    "attacks": [s.label for s in specs], "error": worst_case_error(broken),
+                    "attacks": [s.label for s in specs],
+                    "error": worst_case_error(broken, clean_wrong),  # RobustBench: clean or any attack
+                    "error_attacks_only": worst_case_error(broken),  # older convention, labelled
                 })
     curves = [
         {

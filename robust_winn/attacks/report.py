@@ -45,7 +45,7 @@ def attack_table(record: dict[str, Any]) -> pd.DataFrame:
         for w in record["worst_case"]:
             if w["source"] == w["scorer"]:
                 table.append({
-                    "referee": w["source"], "attack": "worst case (any attack)", "eps": w["eps"],
+                    "referee": w["source"], "attack": "worst case (clean or any attack)", "eps": w["eps"],
                     "n": record["n"], "clean_error_%": _pct(clean[w["source"]]),
                     "adversarial_error_%": _pct(w["error"]),
                 })

@@ -92,16 +92,25 @@ def correction_rates(pred_a: Tensor, pred_b: Tensor, labels: Tensor) -> Correcti
     )
 
 
-def worst_case_error(broken: Tensor) -> float:
-    """Per-example worst case over attacks: an image counts as broken if any attack broke it.
+def worst_case_error(broken: Tensor, clean_wrong: Tensor | None = None) -> float:
+    """Per-example worst case (RobustBench's robust error when ``clean_wrong`` is given).
+
+    An image counts as broken if its clean prediction is wrong *or* any attack's example of it
+    is misclassified (RobustBench, Croce et al. 2021): a clean mistake that an attack happens
+    to flip to the right class is not robust. Without ``clean_wrong`` only the attacks count.
 
     Args:
         broken: (n_attacks, N) boolean, ``True`` where that attack's example is misclassified.
+        clean_wrong: (N,) boolean, ``True`` where the clean prediction is wrong.
 
     Returns:
-        Mean over the N images of ``any`` over attacks (``nan`` for N = 0).
+        Mean over the N images (``nan`` for N = 0).
     """
     if broken.dim() != 2 or broken.dtype != torch.bool:
         raise ValueError("broken must be a (n_attacks, N) boolean tensor")
     any_broken = broken.any(dim=0)  # (N,)
+    if clean_wrong is not None:
+        if clean_wrong.shape != any_broken.shape or clean_wrong.dtype != torch.bool:
+            raise ValueError("clean_wrong must be an (N,) boolean tensor")
+        any_broken = any_broken | clean_wrong
     return int(any_broken.sum()) / any_broken.numel() if any_broken.numel() else float("nan")
