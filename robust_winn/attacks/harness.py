@@ -23,6 +23,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,24 @@ def _warn(messages: list[str], new: list[str]) -> None:
     messages.extend(new)
 
 
+@dataclass
+class Outcomes:
+    """Per-example outcomes of :func:`evaluate`, filled in when passed as ``outcomes=``.
+
+    ``labels`` (N,), ``clean[model]`` (N,) clean predictions, ``adv[(source, attack, eps,
+    scorer)]`` (N,) predictions on the source's adversarial examples, all in test-set order;
+    with ``keep_images`` also ``images[(source, attack, eps)]``: the adversarial examples
+    (N, C, H, W) in [0, 1] pixel units, float32 (exact), on the CPU.
+    """
+
+    keep_images: bool = False
+    labels: Tensor | None = None
+    clean: dict[str, Tensor] = field(default_factory=dict)
+    adv: dict[tuple[str, str, float, str], Tensor] = field(default_factory=dict)
+    images: dict[tuple[str, str, float], Tensor] = field(default_factory=dict)
+    clean_images: Tensor | None = None  # with keep_images: the first 8 test images, [0, 1] units
+
+
 def evaluate(
     models: nn.Module | Mapping[str, nn.Module],
     *,
@@ -146,6 +165,7 @@ def evaluate(
     device: str | torch.device | None = None,
     seed: int = 0,
     tolerance: float = 0.01,
+    outcomes: Outcomes | None = None,
 ) -> dict[str, Any]:
     """Attack every model with every attack and eps; score each adversarial set by every model.
 
@@ -170,6 +190,8 @@ def evaluate(
         device: ``None`` (the first model's device), ``"auto"``, ``"cpu"``, ``"cuda[:N]"``.
         seed: seeds random starts and the attacks' own generators; the global RNG is restored.
         tolerance: absolute error slack of the sanity checks (plus one example).
+        outcomes: filled with the per-example predictions (and adversarial images if its
+            ``keep_images``) behind the record's numbers, for ``attack --save-examples``.
 
     Returns:
         A JSON-ready record: ``models`` (clean error, gradient statistics), ``results`` (one row
@@ -219,13 +241,18 @@ def evaluate(
     try:
         with frozen_eval(*named.values()), torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            raw = _run(named, data, specs, eps_list, batch_size, dev, seed, warnings)
+            keep = outcomes is not None and outcomes.keep_images
+            raw = _run(named, data, specs, eps_list, batch_size, dev, seed, warnings, keep)
         raw["cost"]["forward_images"] = dict(counter.images)
         if ctx.enabled:
             raw = _gather(raw, warnings)
     finally:
         counter.close()
     record = _summarise(named, specs, eps_list, raw, warnings, tolerance)
+    if outcomes is not None:
+        outcomes.labels, outcomes.clean, outcomes.adv = raw["labels"], raw["clean"], raw["adv"]
+        outcomes.images = raw["images"]
+        outcomes.clean_images = raw["clean_images"][:8] if keep else None
     wall = time.perf_counter() - t0
     gpu_s = wall * ctx.world_size if dev.type == "cuda" else None
     record.update(
@@ -255,9 +282,11 @@ class _ForwardCounter:
 
 def _run(
     named: dict[str, nn.Module], data: _Data, specs: list[AttackSpec], eps_list: list[float],
-    batch_size: int, dev: torch.device, seed: int, warnings: list[str],
+    batch_size: int, dev: torch.device, seed: int, warnings: list[str], keep_images: bool = False,
 ) -> dict[str, Any]:
     """The batched loop: clean pass (with input gradients), then every attack on every model."""
+    images: dict[tuple[str, str, float], list[Tensor]] = defaultdict(list)
+    first_clean = torch.empty(0)
     clean: dict[str, list[Tensor]] = defaultdict(list)
     adv: dict[tuple[str, str, float, str], list[Tensor]] = defaultdict(list)
     zero_img: dict[str, int] = defaultdict(int)
@@ -274,6 +303,8 @@ def _run(
         x, y = x.to(dev), y.to(dev)  # (B, C, H, W) in [-1, 1], (B,)
         pixels = x[0].numel()
         labels.append(y.cpu())
+        if keep_images and len(labels) == 1:
+            first_clean = ((x[:8] + 1.0) / 2.0).cpu()
         for name, m in named.items():
             xg = x.clone().requires_grad_(True)
             logits = m(xg)  # (B, K)
@@ -306,6 +337,8 @@ def _run(
                         dist = ((x_adv - x).abs() / 2).amax().item() - e
                         rng = max(x_adv.max().item() - 1.0, -1.0 - x_adv.min().item()) / 2
                         outside = max(outside, dist, rng)
+                    if keep_images and e > 0:
+                        images[key].append(((x_adv + 1.0) / 2.0).float().cpu())  # [0, 1] units
                     t1 = time.perf_counter()
                     times[f"attack_time_s:{spec.label}"] += t1 - t
                     with torch.no_grad():
@@ -319,6 +352,8 @@ def _run(
         "labels": torch.cat(labels),
         "clean": {k: torch.cat(v) for k, v in clean.items()},
         "adv": {k: torch.cat(v) for k, v in adv.items()},
+        "images": {k: torch.cat(v) for k, v in images.items()},
+        "clean_images": first_clean,
         "zero_img": dict(zero_img),
         "zero_px": dict(zero_px),
         "pixels_per_image": pixels,
@@ -335,6 +370,8 @@ def _gather(raw: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         "labels": all_gather_cat(raw["labels"]),
         "clean": {k: all_gather_cat(v) for k, v in raw["clean"].items()},
         "adv": {k: all_gather_cat(v) for k, v in raw["adv"].items()},
+        "images": {k: all_gather_cat(v) for k, v in raw["images"].items()},
+        "clean_images": all_gather_cat(raw["clean_images"]),
         "zero_img": {k: sum(c[0][k] for c in counts) for k in raw["zero_img"]},  # type: ignore[index]
         "zero_px": {k: sum(c[1][k] for c in counts) for k in raw["zero_px"]},  # type: ignore[index]
         "pixels_per_image": raw["pixels_per_image"],

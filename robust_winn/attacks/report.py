@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
+from torch import Tensor
 
-__all__ = ["attack_table", "curve_table", "write_attack_outputs"]
+from .harness import Outcomes
+
+__all__ = ["attack_table", "curve_table", "examples_frame", "write_attack_outputs", "write_examples"]
 
 
 def _pct(x: float | None) -> float | None:
@@ -107,3 +111,66 @@ def write_attack_outputs(record: dict[str, Any], out: str | Path) -> dict[str, P
     curves.to_csv(paths["curve.csv"], index=False)
     _plot(curves, paths["curve.png"])
     return paths
+
+
+def _tag(attack: str, eps: float) -> str:
+    return f"{attack}@{eps:g}"
+
+
+def examples_frame(outcomes: Outcomes, record: dict[str, Any], model: str) -> pd.DataFrame:
+    """One row per test image of ``model``: label, clean and white-box predictions, first break.
+
+    ``broken_first`` is ``clean`` for a clean mistake, else the first (attack, eps), in the
+    record's attack order and increasing eps, whose example the model misclassifies; empty when
+    nothing broke the image (RobustBench's robust error counts the non-empty rows).
+    """
+    assert outcomes.labels is not None
+    labels = outcomes.labels
+    cols: dict[str, Any] = {"index": range(labels.numel()), "label": labels.numpy(),
+                            "clean_pred": outcomes.clean[model].numpy()}
+    first = ["clean" if wrong else "" for wrong in (outcomes.clean[model] != labels).tolist()]
+    for a in record["attacks"]:
+        for e in record["eps"]:
+            if e == 0:
+                continue
+            pred = outcomes.adv[(model, a["label"], e, model)]
+            cols[f"pred:{_tag(a['label'], e)}"] = pred.numpy()
+            for i, wrong in enumerate((pred != labels).tolist()):
+                if wrong and not first[i]:
+                    first[i] = _tag(a["label"], e)
+    cols["broken_first"] = first
+    return pd.DataFrame(cols)
+
+
+def _exact_uint8(x: Tensor) -> Tensor:
+    """``x`` in [0, 1] as uint8 when that is exact (images on the 1/255 grid), else float32."""
+    q = (x * 255.0).round()
+    return q.to(torch.uint8) if torch.equal(q / 255.0, x) else x
+
+
+def write_examples(outcomes: Outcomes, record: dict[str, Any], out: str | Path) -> list[Path]:
+    """``attack --save-examples``: per model ``examples-MODEL.csv`` (and with images
+    ``adversarial-MODEL.pt`` plus an ``examples-MODEL.png`` of clean / adversarial /
+    perturbation for the first 8 test images)."""
+    from torchvision.utils import save_image
+
+    out = Path(out)
+    written = []
+    for model in outcomes.clean:
+        path = out / f"examples-{model}.csv"
+        examples_frame(outcomes, record, model).to_csv(path, index=False)
+        written.append(path)
+        mine = {k: v for k, v in outcomes.images.items() if k[0] == model}
+        if not mine:
+            continue
+        pt = out / f"adversarial-{model}.pt"
+        torch.save({"labels": outcomes.labels,
+                    "examples": {_tag(a, e): _exact_uint8(x) for (_, a, e), x in mine.items()}}, pt)
+        (_, _, eps), adv = max(mine.items(), key=lambda kv: kv[0][2])  # the largest eps
+        clean = outcomes.clean_images
+        assert clean is not None  # kept with the images
+        delta = (adv[: len(clean)] - clean).abs() / max(eps, 1e-12)  # 1 = the whole eps budget
+        png = out / f"examples-{model}.png"
+        save_image(torch.cat([clean, adv[: len(clean)], delta.clamp(0, 1)]), str(png), nrow=len(clean))
+        written += [pt, png]
+    return written

@@ -144,12 +144,20 @@ def _command(ctx: click.Context) -> str:
               help="auto (cuda if available), cpu, cuda or cuda:N.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds PGD random starts and the seeded attacks (APGD, FAB, Square).")
+@click.option("--save-examples", is_flag=True,
+              help="Also write examples-MODEL.csv per model: each test index, label, clean prediction, "
+                   "each attack's prediction and which (attack, eps) broke it first ('clean' for a "
+                   "clean mistake).")
+@click.option("--save-adversarial", is_flag=True,
+              help="With --save-examples: also adversarial-MODEL.pt (every adversarial set in [0, 1] "
+                   "pixel units, uint8 where exact, else float32) and examples-MODEL.png (clean / "
+                   "adversarial / perturbation of the first 8 images, largest eps).")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 def attack(
     model_path: str | None, baseline_path: str | None, arch: str | None, weights: str | None,
     attacks: tuple[str, ...], eps: tuple[float, ...], dataset: str | None, data_dir: str,
     out: str, overwrite: bool, trust_code: bool, limit: int | None, batch_size: int, device: str,
-    seed: int, quiet: bool,
+    seed: int, save_examples: bool, save_adversarial: bool, quiet: bool,
 ) -> None:
     """Attack a classifier (and optionally a baseline) on a test set (paper §5.6, Tables 3-4).
 
@@ -157,14 +165,17 @@ def attack(
     error, correction rates (REFERENCE §2) and transfer errors, plus sanity warnings.
     """
     from ..attacks import evaluate, parse_attack
+    from ..attacks.harness import Outcomes
     from ..attacks.registry import check_eps
-    from ..attacks.report import write_attack_outputs
+    from ..attacks.report import write_attack_outputs, write_examples
 
     t0 = time.perf_counter()
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if weights is not None and (arch is None or model_path is not None):
         raise click.UsageError("--weights needs --arch (and no --model)")
+    if save_adversarial and not save_examples:
+        raise click.UsageError("--save-adversarial needs --save-examples")
     if model_path is None and arch is None:
         raise click.UsageError("give the model to attack with --model CKPT or --arch FACTORY "
                                "(--weights FILE)")
@@ -188,8 +199,9 @@ def attack(
         if arch is not None and model_path is None:
             models = {"model": _load_arch(arch, weights, data, dev), **models}
             paths = {"model": arch, **paths}
+        outcomes = Outcomes(keep_images=save_adversarial) if save_examples else None
         record = evaluate(models, dataset=data, attacks=list(attacks), eps=list(eps),
-                          batch_size=batch_size, device=dev, seed=seed)
+                          batch_size=batch_size, device=dev, seed=seed, outcomes=outcomes)
         record = {
             **run_header(_command(click.get_current_context()), dev),
             "inputs": paths,
@@ -198,6 +210,7 @@ def attack(
             "wall_time_s": time.perf_counter() - t0,
         }
         written = write_attack_outputs(record, out)
+        extra = write_examples(outcomes, record, out) if outcomes is not None else []
     for r in record["results"]:
         if r["type"] != "white-box":
             continue
@@ -208,4 +221,5 @@ def attack(
                 rate = c["correction_rate"]
                 text = "n/a (N_A = 0)" if rate is None else f"{100 * rate:.2f}%"
                 click.echo(f"  correction by {c['other']} of these errors: {text}")
-    click.echo(f"wrote {written['record.json'].parent}/{{{', '.join(ATTACK_FILES)}}}")
+    names = ", ".join([*ATTACK_FILES, *(p.name for p in extra)])
+    click.echo(f"wrote {written['record.json'].parent}/{{{names}}}")
