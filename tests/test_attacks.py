@@ -57,8 +57,13 @@ def test_eps_zero_changes_nothing(model, batch) -> None:
 @pytest.mark.parametrize(
     ("name", "eps"),
     # AutoAttack at a large eps: APGD breaks every image, so the slow FAB/Square never run
-    [("fgsm", 0.1), ("pgd:steps=5", 0.1), ("apgd:steps=5", 0.1), ("square:queries=20", 0.1),
-     ("autoattack", 0.4)],
+    [
+        ("fgsm", 0.1),
+        ("pgd:steps=5", 0.1),
+        ("apgd:steps=5", 0.1),
+        ("square:queries=20", 0.1),
+        ("autoattack", 0.4),
+    ],
 )
 def test_examples_stay_in_eps_ball_and_range(model, batch, name, eps) -> None:
     x, y = batch[0][:16], batch[1][:16]
@@ -88,11 +93,9 @@ def test_two_models_give_both_correction_rates_and_transfer(batch) -> None:
     types = {(r["source"], r["scorer"]): r["type"] for r in rec["results"]}
     assert types[("baseline", "winn")] == "transfer" and types[("winn", "winn")] == "white-box"
     for c in rec["correction"]:
-        own = next(r for r in rec["results"]
-                   if r["source"] == r["scorer"] == c["referee"])
+        own = next(r for r in rec["results"] if r["source"] == r["scorer"] == c["referee"])
         assert c["n_a"] == own["errors"] and c["adversarial_error"] == own["error"]
-        other = next(r for r in rec["results"]
-                     if r["source"] == c["referee"] and r["scorer"] == c["other"])
+        other = next(r for r in rec["results"] if r["source"] == c["referee"] and r["scorer"] == c["other"])
         assert c["n_ab"] <= min(c["n_a"], other["errors"])
 
 
@@ -157,8 +160,7 @@ class _Scaled(nn.Module):
 
 
 def _row(src, scorer, attack, kind, eps, error):
-    return {"source": src, "scorer": scorer, "attack": attack, "kind": kind, "eps": eps,
-            "error": error}
+    return {"source": src, "scorer": scorer, "attack": attack, "kind": kind, "eps": eps, "error": error}
 
 
 def test_sanity_checks_fire_on_suspicious_results() -> None:
@@ -176,8 +178,7 @@ def test_sanity_checks_fire_on_suspicious_results() -> None:
     assert "eps=1 reaches only 60.00%" in text
     assert "transfer beating white-box" in text
     assert "gradient-free" in text
-    clean = [_row("a", "a", "fgsm", "single-step", 0.1, 0.5),
-             _row("a", "a", "pgd", "iterative", 0.1, 0.6)]
+    clean = [_row("a", "a", "fgsm", "single-step", 0.1, 0.5), _row("a", "a", "pgd", "iterative", 0.1, 0.6)]
     assert run_sanity_checks(clean, tolerance=0.01) == []
 
 
@@ -204,7 +205,8 @@ def test_parameters_are_frozen_during_attacks_and_restored_after(batch) -> None:
     before = [p.requires_grad for p in model.parameters()]
     seen: list[bool] = []
     hook = model.register_forward_pre_hook(
-        lambda m, args: seen.append(any(p.requires_grad for p in m.parameters())))
+        lambda m, args: seen.append(any(p.requires_grad for p in m.parameters()))
+    )
     evaluate(model, dataset=batch, attacks=["fgsm", "pgd:steps=2"], eps=[0.1])
     hook.remove()
     assert seen and not any(seen)

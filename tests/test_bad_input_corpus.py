@@ -47,18 +47,36 @@ def _cli(args: list[str]):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+_HASHES: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, computed again only when its inode, size, mtime or ctime moved.
+
+    Any write to a file changes its ctime (which, unlike mtime, no user call can set back), and
+    a replaced file is another inode: a file whose stat is unchanged holds the bytes it held.
+    The cases protect the same files again and again; hashing them all twice per case was
+    most of this module's time.
+    """
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _HASHES[key]
+
+
 def _digest(root: Path) -> dict[str, str]:
     """SHA-256 of every file under ``root`` (the lock file aside)."""
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_NAME
+        str(p.relative_to(root)): _sha256(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
     }
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Real results to protect and real files to corrupt, made once by the CLI itself."""
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("corpus")
     run = d / "run"
     r = _cli(["train", *TINY, "--method", "baseline", "--epochs", "1", "--out", run])
@@ -69,8 +87,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     unsup = d / "unsup"
     r = _cli(["train-unsupervised", *UNSUP, "--image", IMG, "--out", unsup])
     assert r.exit_code == 0, r.output
-    files = {"run": run, "ckpt": ckpt, "attacked": d / "attacked", "unsup": unsup,
-             "unsup_ckpt": unsup / "checkpoint-last.pt"}
+    files = {
+        "run": run,
+        "ckpt": ckpt,
+        "attacked": d / "attacked",
+        "unsup": unsup,
+        "unsup_ckpt": unsup / "checkpoint-last.pt",
+    }
 
     state = load_checkpoint(ckpt)  # hostile metadata, with a valid content hash
     save_checkpoint({**state, "model": {**state["model"], **HOSTILE}}, d / "evil.pt")
@@ -90,8 +113,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "bytes.pt").write_bytes(bytes(raw))
     save_checkpoint({k: v for k, v in ustate.items() if k != "config"}, d / "unsup-noconfig.pt")
     (d / "dir.pt").mkdir()
-    for name in ("evil", "evil-unsup", "kwargs", "no-classes", "misfit", "flipped", "dir", "bytes",
-                 "unsup-noconfig"):
+    for name in (
+        "evil",
+        "evil-unsup",
+        "kwargs",
+        "no-classes",
+        "misfit",
+        "flipped",
+        "dir",
+        "bytes",
+        "unsup-noconfig",
+    ):
         files[name] = d / f"{name}.pt"
 
     (d / "afile").write_text("x")
@@ -107,13 +139,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mods.mkdir()
     (mods / "raises_on_import.py").write_text("raise RuntimeError('boom at import')\n")
     (mods / "syntax_error.py").write_text("def f(:\n")
-    (mods / "factories.py").write_text(textwrap.dedent("""\
+    (mods / "factories.py").write_text(
+        textwrap.dedent("""\
         def raises(num_classes=10):
             raise ValueError("factory refuses")
 
         def needs_arg(depth, num_classes=10):
             raise AssertionError("never called")
-    """))
+    """)
+    )
     files["mods"] = mods
 
     results = d / "results"  # the committed, measured Table 3 that a data-dir mistake must not replace
@@ -141,90 +175,303 @@ def _hold_lock(world: dict[str, Path], tmp: Path) -> object:
 
 CASES = [
     # --- checkpoints never choose code -------------------------------------------------------
-    Case("attack-hostile-model", ["attack", "--model", "{evil}", "--limit", "8", "--out", "{tmp}/a"],
-         "names code as its architecture"),
-    Case("attack-hostile-baseline", ["attack", "--model", "{ckpt}", "--baseline", "{evil}", "--limit", "8",
-                                     "--out", "{tmp}/a"], "names code as its architecture"),
-    Case("score-hostile-classifier", ["score", "--checkpoint", "{unsup_ckpt}", "--classifier", "{evil}",
-                                      "--n", "10", "--splits", "2", "--device", "cpu"],
-         "names code as its architecture"),
-    Case("generate-hostile", ["generate", "--checkpoint", "{evil-unsup}", "--n", "2", "--out", "{tmp}/g.png"],
-         "names code as its architecture"),
-    Case("score-hostile-generator", ["score", "--checkpoint", "{evil-unsup}", "--classifier", "{ckpt}",
-                                     "--n", "10", "--splits", "2"], "names code as its architecture"),
-    Case("checkpoint-unknown-kwarg", ["attack", "--model", "{kwargs}", "--limit", "8", "--out", "{tmp}/a"],
-         "takes no keyword 'evil'"),
-    Case("checkpoint-missing-key", ["attack", "--model", "{no-classes}", "--limit", "8", "--out", "{tmp}/a"],
-         "model.num_classes"),
-    Case("checkpoint-corrupt", ["attack", "--model", "{flipped}", "--limit", "8", "--out", "{tmp}/a"],
-         "corrupt"),
-    Case("checkpoint-flipped-bytes", ["attack", "--model", "{bytes}", "--limit", "8", "--out", "{tmp}/a"],
-         "{bytes}"),
-    Case("generate-foreign-unsup", ["generate", "--checkpoint", "{unsup-noconfig}", "--n", "2",
-                                    "--out", "{tmp}/g.png"], "lacks config"),
-    Case("checkpoint-is-a-folder", ["attack", "--model", "{dir}", "--limit", "8", "--out", "{tmp}/a"],
-         "is a directory"),
-    Case("checkpoint-weights-misfit", ["attack", "--model", "{misfit}", "--limit", "8", "--out", "{tmp}/a"],
-         "do not fit"),
-    Case("score-classifier-missing", ["score", "--checkpoint", "{unsup_ckpt}", "--classifier", "{tmp}/no.pt",
-                                      "--n", "10", "--splits", "2"], "does not exist"),
-    Case("score-classifier-misfit", ["score", "--checkpoint", "{unsup_ckpt}", "--classifier", "{misfit}",
-                                     "--n", "10", "--splits", "2"], "do not fit"),
+    Case(
+        "attack-hostile-model",
+        ["attack", "--model", "{evil}", "--limit", "8", "--out", "{tmp}/a"],
+        "names code as its architecture",
+    ),
+    Case(
+        "attack-hostile-baseline",
+        ["attack", "--model", "{ckpt}", "--baseline", "{evil}", "--limit", "8", "--out", "{tmp}/a"],
+        "names code as its architecture",
+    ),
+    Case(
+        "score-hostile-classifier",
+        [
+            "score",
+            "--checkpoint",
+            "{unsup_ckpt}",
+            "--classifier",
+            "{evil}",
+            "--n",
+            "10",
+            "--splits",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        "names code as its architecture",
+    ),
+    Case(
+        "generate-hostile",
+        ["generate", "--checkpoint", "{evil-unsup}", "--n", "2", "--out", "{tmp}/g.png"],
+        "names code as its architecture",
+    ),
+    Case(
+        "score-hostile-generator",
+        ["score", "--checkpoint", "{evil-unsup}", "--classifier", "{ckpt}", "--n", "10", "--splits", "2"],
+        "names code as its architecture",
+    ),
+    Case(
+        "checkpoint-unknown-kwarg",
+        ["attack", "--model", "{kwargs}", "--limit", "8", "--out", "{tmp}/a"],
+        "takes no keyword 'evil'",
+    ),
+    Case(
+        "checkpoint-missing-key",
+        ["attack", "--model", "{no-classes}", "--limit", "8", "--out", "{tmp}/a"],
+        "model.num_classes",
+    ),
+    Case(
+        "checkpoint-corrupt",
+        ["attack", "--model", "{flipped}", "--limit", "8", "--out", "{tmp}/a"],
+        "corrupt",
+    ),
+    Case(
+        "checkpoint-flipped-bytes",
+        ["attack", "--model", "{bytes}", "--limit", "8", "--out", "{tmp}/a"],
+        "{bytes}",
+    ),
+    Case(
+        "generate-foreign-unsup",
+        ["generate", "--checkpoint", "{unsup-noconfig}", "--n", "2", "--out", "{tmp}/g.png"],
+        "lacks config",
+    ),
+    Case(
+        "checkpoint-is-a-folder",
+        ["attack", "--model", "{dir}", "--limit", "8", "--out", "{tmp}/a"],
+        "is a directory",
+    ),
+    Case(
+        "checkpoint-weights-misfit",
+        ["attack", "--model", "{misfit}", "--limit", "8", "--out", "{tmp}/a"],
+        "do not fit",
+    ),
+    Case(
+        "score-classifier-missing",
+        [
+            "score",
+            "--checkpoint",
+            "{unsup_ckpt}",
+            "--classifier",
+            "{tmp}/no.pt",
+            "--n",
+            "10",
+            "--splits",
+            "2",
+        ],
+        "does not exist",
+    ),
+    Case(
+        "score-classifier-misfit",
+        ["score", "--checkpoint", "{unsup_ckpt}", "--classifier", "{misfit}", "--n", "10", "--splits", "2"],
+        "do not fit",
+    ),
     # --- runs are never lost -------------------------------------------------------------------
     Case("train-into-existing-run", ["train", *TINY, "--epochs", "1", "--out", "{run}"], "--overwrite"),
-    Case("train-resume-and-overwrite", ["train", *TINY, "--epochs", "2", "--out", "{run}", "--resume",
-                                        "--overwrite"], "give one of them"),
+    Case(
+        "train-resume-and-overwrite",
+        ["train", *TINY, "--epochs", "2", "--out", "{run}", "--resume", "--overwrite"],
+        "give one of them",
+    ),
     Case("train-epochs-0", ["train", *TINY, "--epochs", "0", "--out", "{run}"], "--epochs"),
-    Case("train-resume-epochs-done", ["train", *TINY, "--method", "baseline", "--epochs", "1",
-                                      "--out", "{run}", "--resume"], "already run 1 epochs"),
-    Case("train-resume-other-seed", ["train", *TINY, "--method", "baseline", "--epochs", "2", "--seed", "1",
-                                     "--out", "{run}", "--resume"], "seed (run: 0, asked: 1)"),
-    Case("train-resume-other-lr", ["train", *TINY, "--method", "baseline", "--epochs", "2", "--lr", "0.01",
-                                   "--out", "{run}", "--resume"], "lr (run: 0.001, asked: 0.01)"),
-    Case("train-resume-other-limit", ["train", *TINY[:4], "--limit-train", "60", *TINY[6:], "--method",
-                                      "baseline", "--epochs", "2", "--out", "{run}", "--resume"],
-         "limit_train (run: 100, asked: 60)"),
-    Case("train-resume-other-method", ["train", *TINY, "--epochs", "2", "--out", "{run}", "--resume"],
-         "method (run: 'baseline', asked: 'winn')"),
-    Case("train-resume-other-arch", ["train", *TINY, "--method", "baseline", "--arch", "resnet32",
-                                     "--epochs", "2", "--out", "{run}", "--resume"], "arch"),
-    Case("train-concurrent", ["train", *TINY, "--epochs", "2", "--out", "{run}", "--resume", "--method",
-                              "baseline"], "in use by another robust-winn process", before=_hold_lock),
-    Case("attack-into-existing-attack",
-         ["attack", "--model", "{ckpt}", "--limit", "8", "--out", "{attacked}"],
-         "already holds results"),
-    Case("unsup-into-existing-run", ["train-unsupervised", *UNSUP, "--image", IMG,
-                                     "--out", "{unsup}"], "--overwrite"),
-    Case("unsup-resume-other-seed", ["train-unsupervised", *UNSUP, "--image", IMG, "--seed", "3",
-                                     "--out", "{unsup}", "--resume"], "seed (run: 0, asked: 3)"),
-    Case("generate-existing-out", ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2",
-                                   "--out", "{attacked}/attack-curve.png"], "exists; pass --overwrite"),
-    Case("reproduce-typo-data-dir", ["reproduce", "table3", "--data-dir", "{tmp}/typo", "--out", "{results}",
-                                     "--runs-dir", "{tmp}/runs", "--arch", "vanilla", "--seeds", "0",
-                                     "--device", "cpu"], "typo does not exist"),
-    Case("reproduce-data-dir-without-mnist", ["reproduce", "table3", "--data-dir", "{tmp}", "--out",
-                                              "{results}", "--runs-dir", "{tmp}/runs", "--arch", "vanilla",
-                                              "--device", "cpu"], "--replace-measured"),
+    Case(
+        "train-resume-epochs-done",
+        ["train", *TINY, "--method", "baseline", "--epochs", "1", "--out", "{run}", "--resume"],
+        "already run 1 epochs",
+    ),
+    Case(
+        "train-resume-other-seed",
+        [
+            "train",
+            *TINY,
+            "--method",
+            "baseline",
+            "--epochs",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            "{run}",
+            "--resume",
+        ],
+        "seed (run: 0, asked: 1)",
+    ),
+    Case(
+        "train-resume-other-lr",
+        [
+            "train",
+            *TINY,
+            "--method",
+            "baseline",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--out",
+            "{run}",
+            "--resume",
+        ],
+        "lr (run: 0.001, asked: 0.01)",
+    ),
+    Case(
+        "train-resume-other-limit",
+        [
+            "train",
+            *TINY[:4],
+            "--limit-train",
+            "60",
+            *TINY[6:],
+            "--method",
+            "baseline",
+            "--epochs",
+            "2",
+            "--out",
+            "{run}",
+            "--resume",
+        ],
+        "limit_train (run: 100, asked: 60)",
+    ),
+    Case(
+        "train-resume-other-method",
+        ["train", *TINY, "--epochs", "2", "--out", "{run}", "--resume"],
+        "method (run: 'baseline', asked: 'winn')",
+    ),
+    Case(
+        "train-resume-other-arch",
+        [
+            "train",
+            *TINY,
+            "--method",
+            "baseline",
+            "--arch",
+            "resnet32",
+            "--epochs",
+            "2",
+            "--out",
+            "{run}",
+            "--resume",
+        ],
+        "arch",
+    ),
+    Case(
+        "train-concurrent",
+        ["train", *TINY, "--epochs", "2", "--out", "{run}", "--resume", "--method", "baseline"],
+        "in use by another robust-winn process",
+        before=_hold_lock,
+    ),
+    Case(
+        "attack-into-existing-attack",
+        ["attack", "--model", "{ckpt}", "--limit", "8", "--out", "{attacked}"],
+        "already holds results",
+    ),
+    Case(
+        "unsup-into-existing-run",
+        ["train-unsupervised", *UNSUP, "--image", IMG, "--out", "{unsup}"],
+        "--overwrite",
+    ),
+    Case(
+        "unsup-resume-other-seed",
+        ["train-unsupervised", *UNSUP, "--image", IMG, "--seed", "3", "--out", "{unsup}", "--resume"],
+        "seed (run: 0, asked: 3)",
+    ),
+    Case(
+        "generate-existing-out",
+        ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2", "--out", "{attacked}/attack-curve.png"],
+        "exists; pass --overwrite",
+    ),
+    Case(
+        "reproduce-typo-data-dir",
+        [
+            "reproduce",
+            "table3",
+            "--data-dir",
+            "{tmp}/typo",
+            "--out",
+            "{results}",
+            "--runs-dir",
+            "{tmp}/runs",
+            "--arch",
+            "vanilla",
+            "--seeds",
+            "0",
+            "--device",
+            "cpu",
+        ],
+        "typo does not exist",
+    ),
+    Case(
+        "reproduce-data-dir-without-mnist",
+        [
+            "reproduce",
+            "table3",
+            "--data-dir",
+            "{tmp}",
+            "--out",
+            "{results}",
+            "--runs-dir",
+            "{tmp}/runs",
+            "--arch",
+            "vanilla",
+            "--device",
+            "cpu",
+        ],
+        "--replace-measured",
+    ),
     # --- unwritable outputs, checked before any work ---------------------------------------------
     Case("train-out-is-a-file", ["train", *TINY, "--epochs", "1", "--out", "{afile}"], "is a file"),
-    Case("train-out-under-a-file", ["train", *TINY, "--epochs", "1", "--out", "{afile}/sub"],
-         "cannot be written"),
-    Case("train-out-read-only", ["train", *TINY, "--epochs", "1", "--out", "/proc/robust_winn_run"],
-         "cannot be written"),
-    Case("attack-out-under-a-file", ["attack", "--model", "{ckpt}", "--limit", "8", "--out", "{afile}/a"],
-         "cannot be written"),
-    Case("unsup-out-is-a-file", ["train-unsupervised", *UNSUP, "--image", IMG, "--out", "{afile}"],
-         "is a file"),
-    Case("generate-out-unknown-type", ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2",
-                                       "--out", "{tmp}/grid.xyz"], "unknown image type '.xyz'"),
-    Case("generate-out-under-a-file", ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2",
-                                       "--out", "{afile}/g.png"], "afile is a file"),
-    Case("generate-save-under-a-file", ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2",
-                                        "--save", "{afile}/x.pt"], "afile is a file"),
+    Case(
+        "train-out-under-a-file",
+        ["train", *TINY, "--epochs", "1", "--out", "{afile}/sub"],
+        "cannot be written",
+    ),
+    Case(
+        "train-out-read-only",
+        ["train", *TINY, "--epochs", "1", "--out", "/proc/robust_winn_run"],
+        "cannot be written",
+    ),
+    Case(
+        "attack-out-under-a-file",
+        ["attack", "--model", "{ckpt}", "--limit", "8", "--out", "{afile}/a"],
+        "cannot be written",
+    ),
+    Case(
+        "unsup-out-is-a-file", ["train-unsupervised", *UNSUP, "--image", IMG, "--out", "{afile}"], "is a file"
+    ),
+    Case(
+        "generate-out-unknown-type",
+        ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2", "--out", "{tmp}/grid.xyz"],
+        "unknown image type '.xyz'",
+    ),
+    Case(
+        "generate-out-under-a-file",
+        ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2", "--out", "{afile}/g.png"],
+        "afile is a file",
+    ),
+    Case(
+        "generate-save-under-a-file",
+        ["generate", "--checkpoint", "{unsup_ckpt}", "--n", "2", "--save", "{afile}/x.pt"],
+        "afile is a file",
+    ),
     Case("quickstart-out-is-a-file", ["quickstart", "--out", "{afile}", "--device", "cpu"], "is a file"),
-    Case("reproduce-out-is-a-file", ["reproduce", "table3", "--data-dir", "{tmp}", "--out", "{afile}",
-                                     "--runs-dir", "{tmp}/runs", "--arch", "vanilla", "--seeds", "0"],
-         "{afile}"),
+    Case(
+        "reproduce-out-is-a-file",
+        [
+            "reproduce",
+            "table3",
+            "--data-dir",
+            "{tmp}",
+            "--out",
+            "{afile}",
+            "--runs-dir",
+            "{tmp}/runs",
+            "--arch",
+            "vanilla",
+            "--seeds",
+            "0",
+        ],
+        "{afile}",
+    ),
     # --- bad numbers ---------------------------------------------------------------------------
     Case("train-alpha-nan", ["train", *TINY, "--alpha", "nan", "--out", "{tmp}/o"], "not a finite number"),
     Case("train-lr-inf", ["train", *TINY, "--lr", "inf", "--out", "{tmp}/o"], "not a finite number"),
@@ -232,36 +479,90 @@ CASES = [
     Case("train-seed-negative", ["train", *TINY, "--seed", "-1", "--out", "{tmp}/o"], "--seed"),
     Case("train-device-foo", ["train", *TINY, "--device", "foo", "--out", "{tmp}/o"], "is not a device"),
     Case("quickstart-device-foo", ["quickstart", "--device", "foo", "--out", "{tmp}/o"], "is not a device"),
-    Case("attack-device-cuda", ["attack", "--model", "{ckpt}", "--device", "cuda:3", "--out", "{tmp}/a"],
-         "cuda:3"),
-    Case("attack-eps-nan", ["attack", "--model", "{ckpt}", "--eps", "nan", "--out", "{tmp}/a"],
-         "not a finite number"),
-    Case("attack-pgd-negative-alpha", ["attack", "--model", "{ckpt}", "--attack", "pgd:alpha=-0.01",
-                                       "--out", "{tmp}/a"], "alpha"),
-    Case("attack-pgd-nan-alpha", ["attack", "--model", "{ckpt}", "--attack", "pgd:alpha=nan",
-                                  "--out", "{tmp}/a"], "alpha"),
-    Case("attack-pgd-steps-abc", ["attack", "--model", "{ckpt}", "--attack", "pgd:steps=abc",
-                                  "--out", "{tmp}/a"], "steps"),
-    Case("attack-unknown", ["attack", "--model", "{ckpt}", "--attack", "fgsn", "--out", "{tmp}/a"],
-         "unknown attack 'fgsn'"),
-    Case("unsup-seed-huge", ["train-unsupervised", *UNSUP, "--image", IMG, "--seed", str(2**64),
-                             "--out", "{tmp}/u"], "--seed"),
+    Case(
+        "attack-device-cuda",
+        ["attack", "--model", "{ckpt}", "--device", "cuda:3", "--out", "{tmp}/a"],
+        "cuda:3",
+    ),
+    Case(
+        "attack-eps-nan",
+        ["attack", "--model", "{ckpt}", "--eps", "nan", "--out", "{tmp}/a"],
+        "not a finite number",
+    ),
+    Case(
+        "attack-pgd-negative-alpha",
+        ["attack", "--model", "{ckpt}", "--attack", "pgd:alpha=-0.01", "--out", "{tmp}/a"],
+        "alpha",
+    ),
+    Case(
+        "attack-pgd-nan-alpha",
+        ["attack", "--model", "{ckpt}", "--attack", "pgd:alpha=nan", "--out", "{tmp}/a"],
+        "alpha",
+    ),
+    Case(
+        "attack-pgd-steps-abc",
+        ["attack", "--model", "{ckpt}", "--attack", "pgd:steps=abc", "--out", "{tmp}/a"],
+        "steps",
+    ),
+    Case(
+        "attack-unknown",
+        ["attack", "--model", "{ckpt}", "--attack", "fgsn", "--out", "{tmp}/a"],
+        "unknown attack 'fgsn'",
+    ),
+    Case(
+        "unsup-seed-huge",
+        ["train-unsupervised", *UNSUP, "--image", IMG, "--seed", str(2**64), "--out", "{tmp}/u"],
+        "--seed",
+    ),
     # --- foreign data ----------------------------------------------------------------------------
-    Case("idx-wrong-magic", ["attack", "--model", "{ckpt}", "--dataset", "mnist", "--data-dir", "{bad_mnist}",
-                             "--limit", "8", "--out", "{tmp}/a"], "magic"),
-    Case("data-dir-missing", ["train", *TINY[2:], "--dataset", "mnist", "--data-dir", "{tmp}/none",
-                              "--out", "{tmp}/o"], "--download"),
+    Case(
+        "idx-wrong-magic",
+        [
+            "attack",
+            "--model",
+            "{ckpt}",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            "{bad_mnist}",
+            "--limit",
+            "8",
+            "--out",
+            "{tmp}/a",
+        ],
+        "magic",
+    ),
+    Case(
+        "data-dir-missing",
+        ["train", *TINY[2:], "--dataset", "mnist", "--data-dir", "{tmp}/none", "--out", "{tmp}/o"],
+        "--download",
+    ),
     # --- user factories that fail ---------------------------------------------------------------
-    Case("factory-raises-on-import", ["train", *TINY, "--arch", "raises_on_import:f", "--out", "{tmp}/o"],
-         "raises_on_import.py:1"),
-    Case("factory-syntax-error", ["train", *TINY, "--arch", "syntax_error:f", "--out", "{tmp}/o"],
-         "syntax_error.py:1"),
-    Case("factory-raises", ["train", *TINY, "--arch", "factories:raises", "--out", "{tmp}/o"],
-         "factory refuses (" ),
-    Case("factory-needs-argument", ["train", *TINY, "--arch", "factories:needs_arg", "--out", "{tmp}/o"],
-         "needs argument(s) depth"),
-    Case("factory-missing-module", ["train", *TINY, "--arch", "no_such_module:f", "--out", "{tmp}/o"],
-         "no module named 'no_such_module'"),
+    Case(
+        "factory-raises-on-import",
+        ["train", *TINY, "--arch", "raises_on_import:f", "--out", "{tmp}/o"],
+        "raises_on_import.py:1",
+    ),
+    Case(
+        "factory-syntax-error",
+        ["train", *TINY, "--arch", "syntax_error:f", "--out", "{tmp}/o"],
+        "syntax_error.py:1",
+    ),
+    Case(
+        "factory-raises",
+        ["train", *TINY, "--arch", "factories:raises", "--out", "{tmp}/o"],
+        "factory refuses (",
+    ),
+    Case(
+        "factory-needs-argument",
+        ["train", *TINY, "--arch", "factories:needs_arg", "--out", "{tmp}/o"],
+        "needs argument(s) depth",
+    ),
+    Case(
+        "factory-missing-module",
+        ["train", *TINY, "--arch", "no_such_module:f", "--out", "{tmp}/o"],
+        "no module named 'no_such_module'",
+    ),
 ]
 
 
@@ -269,7 +570,6 @@ CASES = [
 def test_bad_input_is_one_line_exit_2_and_loses_nothing(
     case: Case, world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    torch.set_num_threads(1)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -320,10 +620,8 @@ def test_overwrite_replaces_and_resume_continues(world: dict[str, Path], tmp_pat
     assert json.loads((run / "record.json").read_text())["epochs_run"] == 1
 
 
-def test_a_trusted_import_string_is_still_loaded(world: dict[str, Path], tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trusted_import_string_is_still_loaded(world: dict[str, Path], tmp_path: Path) -> None:
     """The rule refuses untrusted code only: naming the factory with --arch loads the checkpoint."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
     state = load_checkpoint(world["ckpt"])
     from user_models import tiny
 
@@ -334,8 +632,20 @@ def test_a_trusted_import_string_is_still_loaded(world: dict[str, Path], tmp_pat
     save_checkpoint({**state, "model": meta, "model_state": model.state_dict()}, tmp_path / "u.pt")
     r = _cli(["attack", "--model", tmp_path / "u.pt", "--limit", "8", "--out", tmp_path / "a", "--quiet"])
     assert r.exit_code == 2 and "--arch user_models:tiny" in r.output
-    r = _cli(["attack", "--model", tmp_path / "u.pt", "--arch", "user_models:tiny", "--limit", "8",
-              "--out", tmp_path / "a", "--quiet"])
+    r = _cli(
+        [
+            "attack",
+            "--model",
+            tmp_path / "u.pt",
+            "--arch",
+            "user_models:tiny",
+            "--limit",
+            "8",
+            "--out",
+            tmp_path / "a",
+            "--quiet",
+        ]
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -344,8 +654,9 @@ def test_registry_refuses_unknown_keywords() -> None:
         create_model("vanilla", widht=999)
 
 
-def test_a_bug_keeps_its_traceback(world: dict[str, Path], tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_keeps_its_traceback(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An internal KeyError is not a user error: exit 1 with the exception, not 'Error: ...'."""
     import robust_winn.attacks.harness as harness
 

@@ -15,8 +15,7 @@ from robust_winn.training import train
 
 
 @pytest.fixture
-def bn_cfg(tiny_cfg: TrainConfig, monkeypatch: pytest.MonkeyPatch) -> TrainConfig:
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+def bn_cfg(tiny_cfg: TrainConfig) -> TrainConfig:
     return replace(tiny_cfg, arch="bn_models:bn_cnn", epochs=1, limit_train=100, limit_test=20)
 
 
@@ -33,8 +32,9 @@ def _spy_batchnorm(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, int]]:
     return seen
 
 
-def test_winn_shows_batchnorm_only_positives_in_train_mode(bn_cfg: TrainConfig,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_winn_shows_batchnorm_only_positives_in_train_mode(
+    bn_cfg: TrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen = _spy_batchnorm(monkeypatch)
     rec = train(bn_cfg)
     train_mode = [n for training, n in seen if training]

@@ -2,31 +2,55 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
-from robust_winn.cli.main import main
-
-TINY = ["--dataset", "sample", "--val-size", "100", "--limit-train", "200", "--limit-test", "100",
-        "--batch-size", "50", "--synth-per-class", "5", "--synth-max-steps", "3", "--device", "cpu",
-        "--no-progress", "--quiet"]
+TINY = [
+    "--dataset",
+    "sample",
+    "--val-size",
+    "100",
+    "--limit-train",
+    "200",
+    "--limit-test",
+    "100",
+    "--batch-size",
+    "50",
+    "--synth-per-class",
+    "5",
+    "--synth-max-steps",
+    "3",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--quiet",
+]
 
 
 def _run(args, **kw):
-    return CliRunner().invoke(main, args, catch_exceptions=False, **kw)
+    return invoke(*args, catch_exceptions=False, **kw)
 
 
-def test_train_winn_then_resume_with_more_epochs(tmp_path: Path):
+def test_train_winn_then_resume_with_more_epochs(tmp_path: Path, small_init_pool):
+    """--resume with a larger --epochs continues the run: epoch 1 is kept, the pool grows."""
     out = tmp_path / "run"
     r = _run(["train", *TINY, "--method", "winn", "--epochs", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "winn vanilla on sample: 1 epochs" in r.output
     for name in ("checkpoint-best.pt", "checkpoint-last.pt", "record.json", "epochs.csv"):
         assert (out / name).is_file()
+    first = json.loads((out / "record.json").read_text())
     r = _run(["train", *TINY, "--method", "winn", "--epochs", "2", "--out", str(out), "--resume"])
     assert r.exit_code == 0, r.output
     rec = json.loads((out / "record.json").read_text())
     assert rec["epochs_run"] == 2 and rec["command"].startswith("robust-winn")
+    assert [h["epoch"] for h in rec["history"]] == [1, 2]
+    assert rec["history"][0] == first["history"][0]  # epoch 1 is kept, not trained again
+    assert [h["pool_size"] for h in rec["history"]] == [10 * (2 + 5), 10 * (2 + 5 + 5)]
     assert rec["config"]["synthesis"]["max_steps"] == 3 and rec["seed"] == 0
+    assert len((out / "epochs.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert len(small_init_pool) == 2
+    r = _run(["train", *TINY, "--method", "winn", "--epochs", "2", "--out", str(out)])
+    assert r.exit_code == 2 and "--resume" in r.output  # a finished run is not replaced silently
 
 
 def test_list_shows_datasets_models_attacks():
@@ -36,12 +60,30 @@ def test_list_shows_datasets_models_attacks():
         assert word in r.output
 
 
-def test_user_factory_trains_by_both_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+def test_user_factory_trains_by_both_methods(tmp_path: Path, small_init_pool):
     for method in ("baseline", "winn"):
-        r = _run(["train", *TINY, "--arch", "user_models:tiny", "--method", method, "--epochs", "1",
-                  "--out", str(tmp_path / method)])
+        r = _run(
+            [
+                "train",
+                *TINY,
+                "--arch",
+                "user_models:tiny",
+                "--method",
+                method,
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / method),
+            ]
+        )
         assert r.exit_code == 0, r.output
+        rec = json.loads((tmp_path / method / "record.json").read_text())
+        assert rec["config"]["arch"] == "user_models:tiny" and rec["config"]["method"] == method
+        assert rec["status"] == "completed" and rec["epochs_run"] == 1
+    # the command asked for the defaults' 100 initial pseudo-negatives per class (2 here) and
+    # --synth-per-class 5 new ones: WINN's pool after one epoch
+    assert [c.synthesis.init_per_class for c in small_init_pool] == [100, 100]
+    assert rec["history"][0]["pool_size"] == 10 * (2 + 5)
 
 
 @pytest.mark.parametrize(
@@ -55,19 +97,17 @@ def test_user_factory_trains_by_both_methods(tmp_path: Path, monkeypatch: pytest
         (["--device", "cuda:7"], "cuda"),
     ],
 )
-def test_bad_input_gives_one_error_line_and_exit_2(args, message, tmp_path: Path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    r = CliRunner().invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "o")])
+def test_bad_input_gives_one_error_line_and_exit_2(args, message, tmp_path: Path):
+    r = invoke("train", *TINY, *args, "--out", tmp_path / "o")
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.output
 
 
 def test_train_mode_must_be_supervised_or_unsupervised(tmp_path: Path):
-    r = CliRunner().invoke(main, ["train", "--mode", "both", *TINY, "--out", str(tmp_path / "o")])
+    r = invoke("train", "--mode", "both", *TINY, "--out", tmp_path / "o")
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "'--mode'" in r.output, r.output
-    r = CliRunner().invoke(main, ["train", "--mode=supervised", *TINY, "--epochs", "-1",
-                                  "--out", str(tmp_path / "o")])
+    r = invoke("train", "--mode=supervised", *TINY, "--epochs", "-1", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "-1 is not in the range" in r.output, r.output  # reached `train`
 
 
@@ -75,14 +115,13 @@ def test_unreadable_checkpoint_on_resume(tmp_path: Path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "checkpoint-last.pt").write_bytes(b"garbage")
-    r = CliRunner().invoke(main, ["train", *TINY, "--out", str(out), "--resume"])
+    r = invoke("train", *TINY, "--out", out, "--resume")
     assert r.exit_code == 2
     assert r.output.startswith("Error: cannot read checkpoint") and len(r.output.splitlines()) == 1
 
 
 def test_missing_data_is_one_line_saying_where(tmp_path: Path):
-    r = CliRunner().invoke(main, ["train", "--dataset", "mnist", "--data-dir", str(tmp_path),
-                                  "--out", str(tmp_path / "o"), "--quiet"])
+    r = invoke("train", "--dataset", "mnist", "--data-dir", tmp_path, "--out", tmp_path / "o", "--quiet")
     assert r.exit_code == 2
     assert "MNIST/raw" in r.output and len(r.output.splitlines()) == 1
 
@@ -90,6 +129,18 @@ def test_missing_data_is_one_line_saying_where(tmp_path: Path):
 def test_help_documents_every_train_option():
     r = _run(["train", "--help"])
     assert r.exit_code == 0
-    for opt in ("--dataset", "--arch", "--method", "--epochs", "--data-dir", "--out", "--seed",
-                "--resume", "--device", "--download", "--stop-rule", "--alpha"):
+    for opt in (
+        "--dataset",
+        "--arch",
+        "--method",
+        "--epochs",
+        "--data-dir",
+        "--out",
+        "--seed",
+        "--resume",
+        "--device",
+        "--download",
+        "--stop-rule",
+        "--alpha",
+    ):
         assert opt in r.output

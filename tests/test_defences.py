@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_config
 
 from robust_winn.config import AdversarialConfig, TrainConfig
 from robust_winn.data import load_dataset
@@ -21,14 +22,16 @@ ADV = AdversarialConfig(eps=0.3, steps=3, step_size=0.1)
 
 
 def _cfg(tiny_cfg: TrainConfig, method: str, out: Path, **kw) -> TrainConfig:
-    base = replace(tiny_cfg, method=method, out=str(out), limit_train=100, limit_test=50, epochs=1,
-                   adversarial=ADV)
+    base = replace(
+        tiny_cfg, method=method, out=str(out), limit_train=100, limit_test=50, epochs=1, adversarial=ADV
+    )
     return replace(base, **kw)
 
 
 def _trainer(cfg: TrainConfig) -> SupervisedTrainer:
-    data = load_dataset(cfg.dataset, val_size=cfg.val_size, limit_train=cfg.limit_train,
-                        limit_test=cfg.limit_test)
+    data = load_dataset(
+        cfg.dataset, val_size=cfg.val_size, limit_train=cfg.limit_train, limit_test=cfg.limit_test
+    )
     return SupervisedTrainer(cfg, data, torch.device("cpu"), DistContext())
 
 
@@ -37,9 +40,7 @@ def _classifier_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("classifier.")}
 
 
-def test_pgd_at_inputs_stay_in_the_ball_and_raise_the_loss(
-    tiny_cfg: TrainConfig, tmp_path: Path
-) -> None:
+def test_pgd_at_inputs_stay_in_the_ball_and_raise_the_loss(tiny_cfg: TrainConfig, tmp_path: Path) -> None:
     t = _trainer(_cfg(tiny_cfg, "pgd-at", tmp_path / "r"))
     x, y = next(t.data.train.batches(50))
     ctx = t.objective.ctx
@@ -64,26 +65,46 @@ def test_trades_with_beta_zero_is_cross_entropy(tiny_cfg: TrainConfig, tmp_path:
     assert beta6["loss"] > beta6["ce"]
 
 
-def test_winn_at_with_alpha_zero_is_pgd_at_bit_for_bit(tiny_cfg: TrainConfig, tmp_path: Path) -> None:
-    train(_cfg(tiny_cfg, "pgd-at", tmp_path / "pgd", epochs=2))
+# The alpha of winn-at's uninterrupted runs below (the test of alpha 0 needs a non-zero one too).
+WINN_AT_ALPHA = 0.1
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The uninterrupted 2-epoch run of each defence, trained once for the module (winn-at at
+    WINN_AT_ALPHA): method -> its checkpoint-last.pt."""
+    root = tmp_path_factory.mktemp("defences")
+    out = {}
+    for method in ("pgd-at", "trades", "winn-at"):
+        kw = {"alpha": WINN_AT_ALPHA} if method == "winn-at" else {}
+        train(_cfg(tiny_config(root / "tiny"), method, root / method, epochs=2, **kw))
+        out[method] = root / method / "checkpoint-last.pt"
+    return out
+
+
+def test_winn_at_with_alpha_zero_is_pgd_at_bit_for_bit(
+    tiny_cfg: TrainConfig, tmp_path: Path, full: dict[str, Path]
+) -> None:
     rec = train(_cfg(tiny_cfg, "winn-at", tmp_path / "winn", epochs=2, alpha=0.0))
-    a = _classifier_weights(tmp_path / "pgd" / "checkpoint-last.pt")
+    a = _classifier_weights(full["pgd-at"])
     b = _classifier_weights(tmp_path / "winn" / "checkpoint-last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert rec["history"][-1]["pool_size"] > 0  # the WINN half ran (pool grew), with weight 0
     assert rec["objective"]["critic_positives"] == "clean"
-    c = train(_cfg(tiny_cfg, "winn-at", tmp_path / "winn1", epochs=2, alpha=0.1))
-    assert not torch.equal(_classifier_weights(tmp_path / "winn1" / "checkpoint-last.pt")[next(iter(a))],
-                           a[next(iter(a))])  # a non-zero alpha changes training
+    c = load_checkpoint(full["winn-at"])
+    assert c["config"]["alpha"] == WINN_AT_ALPHA > 0
+    assert not torch.equal(
+        _classifier_weights(full["winn-at"])[next(iter(a))], a[next(iter(a))]
+    )  # a non-zero alpha changes training
     assert c["history"][-1]["wasserstein"] != 0
 
 
 @pytest.mark.parametrize("method", ["pgd-at", "trades", "winn-at"])
-def test_resume_is_exact(method: str, tiny_cfg: TrainConfig, tmp_path: Path) -> None:
-    train(_cfg(tiny_cfg, method, tmp_path / "full", epochs=2))
-    train(_cfg(tiny_cfg, method, tmp_path / "cut", epochs=1))
-    rec = train(_cfg(tiny_cfg, method, tmp_path / "cut", epochs=2), resume=True)
-    a = load_checkpoint(tmp_path / "full" / "checkpoint-last.pt")["model_state"]
+def test_resume_is_exact(method: str, tiny_cfg: TrainConfig, tmp_path: Path, full: dict[str, Path]) -> None:
+    kw = {"alpha": WINN_AT_ALPHA} if method == "winn-at" else {}
+    train(_cfg(tiny_cfg, method, tmp_path / "cut", epochs=1, **kw))
+    rec = train(_cfg(tiny_cfg, method, tmp_path / "cut", epochs=2, **kw), resume=True)
+    a = load_checkpoint(full[method])["model_state"]
     b = load_checkpoint(tmp_path / "cut" / "checkpoint-last.pt")["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert rec["objective"]["name"] == method and rec["cost"]["adv_image_steps"] > 0
@@ -96,22 +117,53 @@ def test_every_method_has_an_objective() -> None:
     assert {m.value for m in Method} == set(list_objectives())
 
 
-def test_cli_trains_each_defence_on_a_user_architecture(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_trains_each_defence_on_a_user_architecture(tmp_path: Path, small_init_pool) -> None:
     from click.testing import CliRunner
 
     from robust_winn.cli import main
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
     for method in ("pgd-at", "trades", "winn-at"):
         out = tmp_path / method
-        r = CliRunner().invoke(main, [
-            "train", "--dataset", "sample", "--arch", "user_models:tiny", "--method", method, "--epochs", "1",
-            "--limit-train", "100", "--limit-test", "20", "--val-size", "100", "--batch-size", "50",
-            "--synth-per-class", "2", "--synth-max-steps", "2", "--train-steps", "2", "--train-eps", "0.2",
-            "--trades-beta", "3", "--device", "cpu", "--no-progress", "--quiet", "--out", str(out)])
+        r = CliRunner().invoke(
+            main,
+            [
+                "train",
+                "--dataset",
+                "sample",
+                "--arch",
+                "user_models:tiny",
+                "--method",
+                method,
+                "--epochs",
+                "1",
+                "--limit-train",
+                "100",
+                "--limit-test",
+                "20",
+                "--val-size",
+                "100",
+                "--batch-size",
+                "50",
+                "--synth-per-class",
+                "2",
+                "--synth-max-steps",
+                "2",
+                "--train-steps",
+                "2",
+                "--train-eps",
+                "0.2",
+                "--trades-beta",
+                "3",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--quiet",
+                "--out",
+                str(out),
+            ],
+        )
         assert r.exit_code == 0, r.output
         rec = load_checkpoint(out / "checkpoint-last.pt")["config"]
         assert rec["method"] == method and rec["adversarial"]["eps"] == 0.2
         assert rec["adversarial"]["steps"] == 2 and rec["adversarial"]["trades_beta"] == 3.0
+    assert [c.method.value for c in small_init_pool] == ["pgd-at", "trades", "winn-at"]

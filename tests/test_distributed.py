@@ -1,4 +1,4 @@
-"""Real 2-process gloo runs (torch.multiprocessing, file:// rendezvous) on a tiny config."""
+"""Real 2-process gloo runs (torch.multiprocessing, forked; file:// rendezvous) on a tiny config."""
 
 from __future__ import annotations
 
@@ -26,8 +26,17 @@ WORLD = 2
 
 def _tiny(out: Path, *, epochs: int = 2) -> TrainConfig:
     return TrainConfig(
-        dataset="sample", val_size=50, limit_train=100, limit_test=50, method="winn", epochs=epochs,
-        batch_size=50, device="cpu", out=str(out), progress=False, eval_batch_size=50,
+        dataset="sample",
+        val_size=50,
+        limit_train=100,
+        limit_test=50,
+        method="winn",
+        epochs=epochs,
+        batch_size=50,
+        device="cpu",
+        out=str(out),
+        progress=False,
+        eval_batch_size=50,
         synthesis=SynthesisConfig(per_class=4, init_per_class=2, max_steps=2),
     )
 
@@ -42,8 +51,24 @@ def _worker(rank: int, init: str, job: str, args: tuple[Any, ...]) -> None:
 
 
 def _spawn(tmp_path: Path, job: str, *args: Any) -> None:
+    """Start WORLD processes running ``job`` and wait for them.
+
+    Forked, not spawned: a spawned process imports torch and robust_winn again and, at its
+    first optimizer, torch._dynamo (~5 of the ~6 s a launch took in the suite); a forked one
+    inherits them. Each process still has its own memory and its own gloo process group (the
+    parent never has one), and sets one intra-op thread first, as DataLoader workers do. tqdm's
+    monitor thread is stopped first: a fork while it held tqdm's lock would leave that lock
+    taken in the children, which create (disabled) progress bars.
+    """
+    from tqdm import tqdm
+
+    if tqdm.monitor is not None:
+        tqdm.monitor.exit()
+        tqdm.monitor = None
     init = f"file://{tmp_path / f'rendezvous-{job}-{len(list(tmp_path.iterdir()))}'}"
-    mp.spawn(_worker, args=(init, job, args), nprocs=WORLD, join=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tqdm, "monitor_interval", 0)  # no new monitor thread until the children are up
+        mp.start_processes(_worker, args=(init, job, args), nprocs=WORLD, join=True, start_method="fork")
 
 
 def _train_job(rank: int, cfg: TrainConfig, spy: str, resume: bool) -> None:
@@ -68,7 +93,13 @@ def _eval_job(rank: int, out: str) -> None:
     Path(f"{out}-rank{rank}.json").write_text(json.dumps(rec))
 
 
-_JOBS = {"train": _train_job, "eval": _eval_job}
+def _train_then_eval_job(rank: int, cfg: TrainConfig, spy: str, out: str) -> None:
+    """Both jobs in one process group: one launch instead of two."""
+    _train_job(rank, cfg, spy, False)
+    _eval_job(rank, out)
+
+
+_JOBS = {"train": _train_job, "eval": _eval_job, "train+eval": _train_then_eval_job}
 
 
 def _models() -> dict[str, torch.nn.Module]:
@@ -87,10 +118,18 @@ def test_shard_bounds_cover_and_split_evenly():
         assert max(hi - lo for lo, hi in bounds) - min(hi - lo for lo, hi in bounds) <= 1
 
 
-def test_two_process_winn_pool_identical_and_rank0_alone_writes(tmp_path: Path):
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One 2-process launch: a 1-epoch WINN run, then the harness on two models."""
+    tmp_path = tmp_path_factory.mktemp("dist")
     cfg = _tiny(tmp_path / "run", epochs=1)
-    spy = str(tmp_path / "pool")
-    _spawn(tmp_path, "train", cfg, spy, False)
+    spy, evals = str(tmp_path / "pool"), str(tmp_path / "eval")
+    _spawn(tmp_path, "train+eval", cfg, spy, evals)
+    return {"cfg": cfg, "spy": spy, "eval": evals}
+
+
+def test_two_process_winn_pool_identical_and_rank0_alone_writes(two_ranks: dict[str, Any]):
+    cfg, spy = two_ranks["cfg"], two_ranks["spy"]
     out = Path(cfg.out)
     for name in ("checkpoint-best.pt", "checkpoint-last.pt", "record.json", "epochs.csv"):
         assert (out / name).is_file(), name
@@ -104,11 +143,10 @@ def test_two_process_winn_pool_identical_and_rank0_alone_writes(tmp_path: Path):
     assert rec["cost"]["classifier_steps"] == 2 and rec["cost"]["train_images"] == 100
 
 
-def test_distributed_evaluate_matches_single_process(tmp_path: Path):
+def test_distributed_evaluate_matches_single_process(two_ranks: dict[str, Any]):
     single = harness.evaluate(_models(), dataset="sample", limit=50, batch_size=20, device="cpu")
-    _spawn(tmp_path, "eval", str(tmp_path / "eval"))
     for rank in range(WORLD):
-        rec = json.loads((tmp_path / f"eval-rank{rank}.json").read_text())
+        rec = json.loads(Path(f"{two_ranks['eval']}-rank{rank}.json").read_text())
         assert rec["n"] == single["n"] == 50
         for key in ("models", "results", "correction", "worst_case", "curves"):
             assert rec[key] == single[key], key

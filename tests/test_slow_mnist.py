@@ -1,8 +1,10 @@
 """Real end-to-end training on the full MNIST in ../shared/data (minutes): `pytest -m slow`."""
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import SHARED_DATA
 
 from robust_winn.config import SynthesisConfig, TrainConfig
@@ -14,11 +16,23 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def every_core() -> None:
+    """A real epoch of 45,000 images, unlike the tiny runs of conftest's one-thread default."""
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
 @pytest.mark.parametrize("method", ["baseline", "winn"])
 def test_one_real_mnist_epoch(method: str, tmp_path: Path):
     cfg = TrainConfig(
-        dataset="mnist", data_dir=str(SHARED_DATA), method=method, epochs=1, device="cpu",
-        out=str(tmp_path / method), progress=False, synthesis=SynthesisConfig(max_steps=50),
+        dataset="mnist",
+        data_dir=str(SHARED_DATA),
+        method=method,
+        epochs=1,
+        device="cpu",
+        out=str(tmp_path / method),
+        progress=False,
+        synthesis=SynthesisConfig(max_steps=50),
     )
     rec = train(cfg)
     h = rec["history"][0]

@@ -25,21 +25,18 @@ from robust_winn.synthesis.ascent import AscentSampler, critic_fn
 from robust_winn.synthesis.sampler import Evaluation, ImageSynthesizer, PseudoNegativeSampler
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-def _adam(x: Tensor, m: Tensor, v: Tensor, g: Tensor, step: int, lr: float, b1: float, b2: float,
-          eps: float) -> None:
+def _adam(
+    x: Tensor, m: Tensor, v: Tensor, g: Tensor, step: int, lr: float, b1: float, b2: float, eps: float
+) -> None:
     m.mul_(b1).add_(g, alpha=1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
     denom = (v / (1 - b2**step)).sqrt_().add_(eps)
     x.addcdiv_(m, denom, value=-lr / (1 - b1**step)).clamp_(-1, 1)
 
 
-def _old_pseudo_negatives(s: PseudoNegativeSampler, model: Introspective, x0: Tensor, targets: Tensor,
-                          groups: Tensor, taus: Tensor) -> tuple[Tensor, tuple[int, int, float, float]]:
+def _old_pseudo_negatives(
+    s: PseudoNegativeSampler, model: Introspective, x0: Tensor, targets: Tensor, groups: Tensor, taus: Tensor
+) -> tuple[Tensor, tuple[int, int, float, float]]:
     adam = (s.lr, s.beta1, s.beta2, s.adam_eps)
     x = x0.detach().clone().clamp_(-1, 1)
     m, v = torch.zeros_like(x), torch.zeros_like(x)
@@ -108,8 +105,18 @@ def _old_ascent(s: AscentSampler, model: nn.Module, x0: Tensor, lo: float, hi: f
     return outs
 
 
-def _old_anysize(model: nn.Module, init: Tensor, size: tuple[int, int], *, patch: int, patches_per_step: int,
-                 layout: str, tau: float, max_steps: int, generator: torch.Generator):  # noqa: ANN202
+def _old_anysize(
+    model: nn.Module,
+    init: Tensor,
+    size: tuple[int, int],
+    *,
+    patch: int,
+    patches_per_step: int,
+    layout: str,
+    tau: float,
+    max_steps: int,
+    generator: torch.Generator,
+):  # noqa: ANN202
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
     wrap = PatchLayout(layout) is PatchLayout.TORUS
     f = critic_fn(model) if isinstance(model, nn.Module) else model
@@ -156,10 +163,12 @@ def _rand(*shape: int, seed: int) -> Tensor:
 
 
 @pytest.mark.parametrize("rule", list(StopRule))
-@pytest.mark.parametrize(("tol", "shift", "max_steps"), [(1e-3, 0.5, 25), (0.3, 0.2, 25), (-1.0, 0.5, 25),
-                                                          (1e-3, 0.5, 0)])
-def test_pseudo_negatives_are_bit_identical_to_the_hand_written_loop(rule: StopRule, tol: float, shift: float,
-                                                                      max_steps: int) -> None:
+@pytest.mark.parametrize(
+    ("tol", "shift", "max_steps"), [(1e-3, 0.5, 25), (0.3, 0.2, 25), (-1.0, 0.5, 25), (1e-3, 0.5, 0)]
+)
+def test_pseudo_negatives_are_bit_identical_to_the_hand_written_loop(
+    rule: StopRule, tol: float, shift: float, max_steps: int
+) -> None:
     model = _introspective().train()
     x0, targets, groups = _rand(24, 1, 8, 8, seed=2), torch.arange(24) % 5, torch.arange(24) % 4
     with torch.no_grad():
@@ -174,8 +183,10 @@ def test_pseudo_negatives_are_bit_identical_to_the_hand_written_loop(rule: StopR
     assert st.final_gap == st_old[3] or (st.final_gap != st.final_gap and st_old[3] != st_old[3])  # nan
 
 
-@pytest.mark.parametrize(("batch", "lo", "hi", "steps"),
-                         [(4, 0.05, 0.3, 40), (3, -1.0, -0.5, 40), (100, 5.0, 6.0, 15), (4, 0.0, 0.2, 0)])
+@pytest.mark.parametrize(
+    ("batch", "lo", "hi", "steps"),
+    [(4, 0.05, 0.3, 40), (3, -1.0, -0.5, 40), (100, 5.0, 6.0, 15), (4, 0.0, 0.2, 0)],
+)
 def test_ascent_is_bit_identical_to_the_hand_written_loop(
     batch: int, lo: float, hi: float, steps: int
 ) -> None:
@@ -208,8 +219,9 @@ def test_anysize_is_bit_identical_to_the_hand_written_loop(
     kw = {"patch": 8, "patches_per_step": 7, "layout": layout.value, "tau": fc + tau, "max_steps": steps}
     r = synthesize_anysize(critic, init, (10, 12), generator=torch.Generator().manual_seed(6), **kw)
     critic.eval().requires_grad_(False)
-    crop, working, n, reached, mean_f = _old_anysize(critic, init, (10, 12),
-                                                     generator=torch.Generator().manual_seed(6), **kw)
+    crop, working, n, reached, mean_f = _old_anysize(
+        critic, init, (10, 12), generator=torch.Generator().manual_seed(6), **kw
+    )
     assert torch.equal(r.image, crop) and torch.equal(r.working, working)
     assert (r.steps, r.reached, r.final_mean_f) == (n, reached, mean_f)
     assert tau == float("inf") or reached  # the finite tau is reached: both stop rules are covered

@@ -18,16 +18,9 @@ TINY = ["--image-size", "16", "--cascades", "2", "--iterations", "1", "--pos-per
         "--synth-max-steps", "2", "--device", "cpu", "--no-progress", "--quiet"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only contend."""
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-cascade texture checkpoint made by the CLI itself, through `train --mode unsupervised`."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tex") / "run"
     r = CliRunner().invoke(main, ["train", "--mode", "unsupervised", "--dataset", "texture", "--image",
                                   str(BRICK), *TINY, "--out", str(out)])  # fmt: skip
@@ -127,13 +120,15 @@ def test_score_with_classifier_gives_digit_score(ckpt: Path, tmp_path: Path):
     assert 1.0 <= mean <= 10.0
 
 
-def test_unsupervised_training_refuses_a_multi_process_launch(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch):
+def test_unsupervised_training_refuses_a_multi_process_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Under torchrun every rank would train alone and write to the same --out: refuse."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--mode", "unsupervised", "--dataset", "mnist",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["train", "--mode", "unsupervised", "--dataset", "mnist", "--out", str(out)]
+    )
     assert result.exit_code == 2
     assert "unsupervised training runs in one process" in result.output
     assert not out.exists()

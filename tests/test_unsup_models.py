@@ -11,12 +11,6 @@ from robust_winn.models.critic64 import Critic64
 from robust_winn.synthesis.cascade import build_critic
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only contend."""
-    torch.set_num_threads(1)
-
-
 @pytest.mark.parametrize("size", [64, 16])
 def test_critic64_shapes_and_grad_on_every_param(size):
     torch.manual_seed(0)

@@ -19,12 +19,6 @@ from robust_winn.models import Introspective, build_classifier
 from robust_winn.runtime.checkpoint import save_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only contend."""
-    torch.set_num_threads(1)
-
-
 def test_score_formula_known_cases():
     mean, std = score_from_probs(torch.full((40, 7), 1 / 7), splits=10)
     assert mean == pytest.approx(1.0) and std == pytest.approx(0.0, abs=1e-12)

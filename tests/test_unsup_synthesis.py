@@ -14,12 +14,6 @@ from robust_winn.synthesis.anysize import (
 from robust_winn.synthesis.ascent import AscentSampler
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only contend."""
-    torch.set_num_threads(1)
-
-
 class MeanCritic(nn.Module):
     """f(x) = w * mean(x): ascent pushes every pixel up; max f = w (all pixels 1)."""
 

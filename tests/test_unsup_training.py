@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,15 +18,15 @@ from robust_winn.training.unsupervised import Preset, UnsupConfig, train_unsuper
 BRICK = texture_image()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only contend."""
-    torch.set_num_threads(1)
-
-
 def tiny(out: Path, **kw) -> UnsupConfig:
-    """2 cascades x 2 iterations of 16x16 brick crops; seconds on a CPU."""
+    """2 cascades x 2 iterations of 16x16 brick crops; a fraction of a second on a CPU.
+
+    The critic is the small vanilla CNN: what is tested here (records, exact resume, cascades)
+    does not depend on it, and critic64 costs 7x as much. critic64 is trained by
+    test_unsup_cli.py (the CLI default) and test_wgan_gp.py (Figure 3).
+    """
     base = dict(
+        arch="vanilla",
         image=str(BRICK),
         image_size=16,
         cascades=2,
@@ -50,6 +51,39 @@ def tiny(out: Path, **kw) -> UnsupConfig:
 
 def _strip(hist):
     return [{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist]
+
+
+def _same_checkpoints(a: dict, b: dict) -> None:
+    for key in ("model_state", "init_source"):
+        va, vb = a[key], b[key]
+        if isinstance(va, dict):
+            assert va.keys() == vb.keys() and all(torch.equal(va[k], vb[k]) for k in vb), key
+        else:
+            assert torch.equal(va, vb), key
+    assert all(
+        torch.equal(x, y) for x, y in zip(a["pool_state"]["bufs"], b["pool_state"]["bufs"], strict=True)
+    )
+    for sa, sb in zip(a["cascades"], b["cascades"], strict=True):
+        assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sb["model_state"])
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The uninterrupted tiny run (2 cascades x 2 iterations), trained once for the module, with
+    every synthesis call recorded: (start images, result, tau_min, tau_max)."""
+    out = tmp_path_factory.mktemp("unsup") / "full"
+    calls = []
+    orig = AscentSampler.synthesize
+
+    def spy(self, model, x0, **kw):
+        x, st = orig(self, model, x0, **kw)
+        calls.append((x0.clone(), x.clone(), kw["tau_min"], kw["tau_max"]))
+        return x, st
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AscentSampler, "synthesize", spy)
+        rec = train_unsupervised(tiny(out))
+    return {"out": out, "record": rec, "calls": calls, "ckpt": load_checkpoint(out / "checkpoint-last.pt")}
 
 
 def test_presets():
@@ -79,8 +113,8 @@ def test_presets():
         UnsupConfig.preset("quick", k_passes=0).validate()
 
 
-def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path):
-    full = train_unsupervised(tiny(tmp_path / "full"))
+def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path, full: dict):
+    ckpt, full = full["ckpt"], full["record"]
     assert full["status"] == "completed" and full["cascades_done"] == 2 and full["iterations_run"] == 4
     hist = full["history"]
     # ramp min(it+1, ramp_max) * pos_per_step, restarting every cascade; 2 passes of 10-image batches
@@ -97,12 +131,9 @@ def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path):
     assert cost["synth_image_steps"] == sum(h["synth_image_steps"] for h in hist)
     assert cost["classify_time_s"] > 0 and cost["synth_time_s"] > 0 and cost["gpu_s"] is None
     assert all(h["classify_time_s"] + h["synth_time_s"] <= h["time_s"] for h in hist)
-    rows = list(csv.DictReader((tmp_path / "full" / "iterations.csv").open()))
-    assert (
-        len(rows) == 4
-        and json.loads((tmp_path / "full" / "record.json").read_text())["status"] == "completed"
-    )
-    ckpt = load_checkpoint(tmp_path / "full" / "checkpoint-last.pt")
+    out = Path(full["config"]["out"])
+    rows = list(csv.DictReader((out / "iterations.csv").open()))
+    assert len(rows) == 4 and json.loads((out / "record.json").read_text())["status"] == "completed"
     assert [s["cascade"] for s in ckpt["cascades"]] == [1, 2]
     assert ckpt["cascades"][1]["tau_max"] == hist[3]["tau_max"]
     assert ckpt["init_source"].dtype == torch.uint8 and ckpt["init_source"].shape == (20, 3, 16, 16)
@@ -111,24 +142,14 @@ def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path):
     assert part["status"] == "stopped" and part["iterations_run"] == 3
     resumed = train_unsupervised(tiny(tmp_path / "part"), resume=True)
     assert resumed["status"] == "completed" and _strip(resumed["history"]) == _strip(hist)
-    a = load_checkpoint(tmp_path / "part" / "checkpoint-last.pt")
-    for key in ("model_state", "init_source"):
-        va, vb = a[key], ckpt[key]
-        if isinstance(va, dict):
-            assert all(torch.equal(va[k], vb[k]) for k in vb)
-        else:
-            assert torch.equal(va, vb)
-    assert all(
-        torch.equal(x, y) for x, y in zip(a["pool_state"]["bufs"], ckpt["pool_state"]["bufs"], strict=True)
-    )
-    for sa, sb in zip(a["cascades"], ckpt["cascades"], strict=True):
-        assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sb["model_state"])
+    _same_checkpoints(load_checkpoint(tmp_path / "part" / "checkpoint-last.pt"), ckpt)
 
 
-def test_ctrl_c_mid_iteration_keeps_last_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+def test_ctrl_c_mid_iteration_keeps_last_checkpoint_and_resumes_exactly(tmp_path, monkeypatch, full):
+    """Ctrl-C in the third synthesis (cascade 2, iteration 1): iterations 1-2 are kept, and the
+    resumed run equals the uninterrupted one."""
     from robust_winn.training import unsupervised as mod
 
-    full = train_unsupervised(tiny(tmp_path / "full", cascades=1, iterations=3))
     orig, calls = mod.UnsupervisedTrainer.synthesis_step, []
 
     def interrupt_third(self, *a, **kw):
@@ -139,31 +160,36 @@ def test_ctrl_c_mid_iteration_keeps_last_checkpoint_and_resumes_exactly(tmp_path
 
     monkeypatch.setattr(mod.UnsupervisedTrainer, "synthesis_step", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
-        train_unsupervised(tiny(tmp_path / "int", cascades=1, iterations=3))
+        train_unsupervised(tiny(tmp_path / "int"))
     rec = json.loads((tmp_path / "int" / "record.json").read_text())
     assert rec["status"] == "interrupted" and rec["iterations_run"] == 2
+    assert len(load_checkpoint(tmp_path / "int" / "checkpoint-last.pt")["history"]) == 2
     monkeypatch.setattr(mod.UnsupervisedTrainer, "synthesis_step", orig)
-    resumed = train_unsupervised(tiny(tmp_path / "int", cascades=1, iterations=3), resume=True)
-    assert _strip(resumed["history"]) == _strip(full["history"])
-    a = load_checkpoint(tmp_path / "int" / "checkpoint-last.pt")["model_state"]
-    b = load_checkpoint(tmp_path / "full" / "checkpoint-last.pt")["model_state"]
-    assert all(torch.equal(a[k], b[k]) for k in b)
+    resumed = train_unsupervised(tiny(tmp_path / "int"), resume=True)
+    assert _strip(resumed["history"]) == _strip(full["record"]["history"])
+    _same_checkpoints(load_checkpoint(tmp_path / "int" / "checkpoint-last.pt"), full["ckpt"])
 
 
-def test_resume_errors(tmp_path: Path):
+def test_resume_errors(tmp_path: Path, full: dict):
     from robust_winn.errors import ResumeError
 
     with pytest.raises(ResumeError, match="no .* to resume"):
         train_unsupervised(tiny(tmp_path / "none"), resume=True)
-    train_unsupervised(tiny(tmp_path / "r", cascades=1, iterations=1))
+    shutil.copytree(full["out"], tmp_path / "r")
     with pytest.raises(ResumeError, match="arch"):
-        train_unsupervised(tiny(tmp_path / "r", arch="densenet"), resume=True)
+        train_unsupervised(tiny(tmp_path / "r", arch="densenet", cascades=3), resume=True)
     train_unsupervised(tiny(tmp_path / "s", cascades=1, iterations=3), stop_after=2)
     with pytest.raises(ResumeError, match=r"iterations \(run: 3, asked: 2\)"):
         train_unsupervised(tiny(tmp_path / "s", cascades=1, iterations=2), resume=True)
 
 
-def test_cascades_chain_in_training_and_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_cascades_chain_in_training_and_sampling(monkeypatch: pytest.MonkeyPatch, full: dict):
+    # training: call 2 is cascade 1's last iteration; every start of cascade 2 is one of its outputs
+    assert len(full["calls"]) == 4
+    last_c1 = full["calls"][1][1]
+    rows = {tuple(r.flatten().tolist()) for r in ((last_c1.clamp(-1, 1) + 1) * 127.5).round()}
+    for start in full["calls"][2][0]:
+        assert tuple(((start + 1) * 127.5).round().flatten().tolist()) in rows
     calls = []
     orig = AscentSampler.synthesize
 
@@ -173,14 +199,7 @@ def test_cascades_chain_in_training_and_sampling(tmp_path: Path, monkeypatch: py
         return x, st
 
     monkeypatch.setattr(AscentSampler, "synthesize", spy)
-    train_unsupervised(tiny(tmp_path / "c"))
-    # training: call 2 is cascade 1's last iteration; every start of cascade 2 is one of its outputs
-    last_c1 = calls[1][1]
-    rows = {tuple(r.flatten().tolist()) for r in ((last_c1.clamp(-1, 1) + 1) * 127.5).round()}
-    for start in calls[2][0]:
-        assert tuple(((start + 1) * 127.5).round().flatten().tolist()) in rows
-    calls.clear()
-    ckpt = load_checkpoint(tmp_path / "c" / "checkpoint-last.pt")
+    ckpt = full["ckpt"]
     out, trace = generate(ckpt, 5, return_trace=True)
     assert len(calls) == 2 and len(trace) == 2 and torch.equal(out, trace[1])
     assert torch.equal(calls[1][0], trace[0])  # cascade 2 starts from cascade 1's (quantised) samples

@@ -25,12 +25,6 @@ from robust_winn.training.wgan_gp import (
 SIDE = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only contend."""
-    torch.set_num_threads(1)
-
-
 def _source() -> ImageTensorSource:
     """40 deterministic 16x16 'stripe' images (no file needed)."""
     g = torch.Generator().manual_seed(0)
@@ -58,7 +52,6 @@ def _wgan_cfg(out: Path, **kw) -> WganGpConfig:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny WGAN-GP and a tiny WINN-single (1 cascade) on the same 16x16 data, critic64."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("fig3")
     rec = train_wgan_gp(_wgan_cfg(root / "wgan"), source=_source())
     winn = UnsupConfig.preset(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,18 +23,42 @@ def _source() -> ImageTensorSource:
 
 
 def _cfg(out: Path) -> WganGpConfig:
-    return WganGpConfig(image_size=16, iterations=6, n_critic=2, batch_size=4, z_dim=8, gen_width=8,
-                        tau_window=4, checkpoint_every=2, device="cpu", out=str(out), progress=False)
+    # the small vanilla critic: resume does not depend on it (critic64: test_wgan_gp.py)
+    return WganGpConfig(
+        arch="vanilla",
+        image_size=16,
+        iterations=6,
+        n_critic=2,
+        batch_size=4,
+        z_dim=8,
+        gen_width=8,
+        tau_window=4,
+        checkpoint_every=2,
+        device="cpu",
+        out=str(out),
+        progress=False,
+    )
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     st = load_checkpoint(path)
-    return {**{"c." + k: v for k, v in st["critic_state"].items()},
-            **{"g." + k: v for k, v in st["generator_state"].items()}}
+    return {
+        **{"c." + k: v for k, v in st["critic_state"].items()},
+        **{"g." + k: v for k, v in st["generator_state"].items()},
+    }
 
 
-def test_interrupted_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    full = train_wgan_gp(_cfg(tmp_path / "full"), source=_source())
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """The uninterrupted 6-iteration run, trained once for the module: (record, folder)."""
+    out = tmp_path_factory.mktemp("wgan") / "full"
+    return train_wgan_gp(_cfg(out), source=_source()), out
+
+
+def test_interrupted_run_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full: tuple[dict, Path]
+) -> None:
+    full, full_dir = full
     real, calls = wgan_gp.critic_step, {"n": 0}
 
     def interrupt_in_third_block(*a, **k):
@@ -49,14 +74,17 @@ def test_interrupted_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(wgan_gp, "critic_step", real)
     assert load_checkpoint(cut / "checkpoint-last.pt")["iteration"] == 4
     resumed = train_wgan_gp(_cfg(cut), source=_source(), resume=True)
-    a, b = _weights(tmp_path / "full" / "checkpoint-last.pt"), _weights(cut / "checkpoint-last.pt")
+    a, b = _weights(full_dir / "checkpoint-last.pt"), _weights(cut / "checkpoint-last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (resumed["tau_min"], resumed["tau_max"]) == (full["tau_min"], full["tau_max"])
     assert resumed["status"] == "completed" and resumed["iterations_run"] == 6
     assert [r["iteration"] for r in resumed["history"]] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
-def test_resume_refuses_another_seed(tmp_path: Path) -> None:
-    train_wgan_gp(_cfg(tmp_path), source=_source())
+def test_resume_refuses_another_seed(tmp_path: Path, full: tuple[dict, Path]) -> None:
+    shutil.copytree(full[1], tmp_path / "run")
+    before = _weights(tmp_path / "run" / "checkpoint-last.pt")
     with pytest.raises(ResumeError, match=r"seed \(run: 0, asked: 1\)"):
-        train_wgan_gp(replace(_cfg(tmp_path), seed=1), source=_source(), resume=True)
+        train_wgan_gp(replace(_cfg(tmp_path / "run"), seed=1), source=_source(), resume=True)
+    after = _weights(tmp_path / "run" / "checkpoint-last.pt")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
