@@ -225,6 +225,10 @@ def test_baseline_learns_and_leaves_critic_head_untouched(tiny_cfg: TrainConfig)
 
 
 def test_resume_rejects_other_method_and_missing_checkpoint(tiny_cfg: TrainConfig, full_run: dict[str, Any]):
+    with pytest.raises(ResumeError, match="does not exist, so there is no run to continue"):
+        train(tiny_cfg, resume=True)
+    assert not Path(tiny_cfg.out).exists()  # a failed resume creates no folder
+    Path(tiny_cfg.out).mkdir(parents=True)
     with pytest.raises(ResumeError, match="no .*checkpoint-last.pt"):
         train(tiny_cfg, resume=True)
     shutil.copytree(full_run["cfg"].out, tiny_cfg.out, dirs_exist_ok=True)  # a finished 2-epoch WINN run

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import BadValueError, RunDirError
+from ..errors import BadValueError, ResumeError, RunDirError
 
 __all__ = ["LOCK_NAME", "check_writable", "claim", "existing_results", "stale_temp_files"]
 
@@ -118,11 +118,13 @@ def claim(
         option: the command-line option that named ``out``, for messages.
 
     Raises:
-        BadValueError: both resume and overwrite.
+        BadValueError: both resume and overwrite. ResumeError: resume of a missing folder.
         RunDirError: not writable, locked by another process, or holds results.
     """
     if resume and overwrite:
         raise BadValueError("--resume continues a run and --overwrite replaces it: give one of them")
+    if resume and not Path(out).is_dir():  # nothing to continue: create no folder
+        raise ResumeError(f"--resume: {out} does not exist, so there is no run to continue")
     path = check_writable(out, option)
     with _lock(path):
         for tmp in stale_temp_files(path):
