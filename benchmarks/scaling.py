@@ -77,15 +77,50 @@ def train_command(args: argparse.Namespace, setup: Setup, out: Path) -> list[str
     """The robust-winn train command line of one setup (torchrun when it has several processes)."""
     launch = [sys.executable, "-m", "robust_winn"]
     if setup.procs > 1:
-        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                  f"--nproc-per-node={setup.procs}", "-m", "robust_winn"]
+        launch = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={setup.procs}",
+            "-m",
+            "robust_winn",
+        ]
     return [
-        *launch, "train", "--method", "winn", "--dataset", args.dataset, "--data-dir", args.data_dir,
-        "--arch", args.arch, "--epochs", str(args.epochs), "--limit-train", str(args.limit_train),
-        "--val-size", str(args.val_size), "--limit-test", str(args.limit_test),
-        "--batch-size", str(args.batch_size), "--synth-per-class", str(args.synth_per_class),
-        "--synth-max-steps", str(args.synth_max_steps), "--seed", "0", "--device", setup.device,
-        "--no-progress", "--quiet", "--overwrite", *shlex.split(args.train_args), "--out", str(out),
+        *launch,
+        "train",
+        "--method",
+        "winn",
+        "--dataset",
+        args.dataset,
+        "--data-dir",
+        args.data_dir,
+        "--arch",
+        args.arch,
+        "--epochs",
+        str(args.epochs),
+        "--limit-train",
+        str(args.limit_train),
+        "--val-size",
+        str(args.val_size),
+        "--limit-test",
+        str(args.limit_test),
+        "--batch-size",
+        str(args.batch_size),
+        "--synth-per-class",
+        str(args.synth_per_class),
+        "--synth-max-steps",
+        str(args.synth_max_steps),
+        "--seed",
+        "0",
+        "--device",
+        setup.device,
+        "--no-progress",
+        "--quiet",
+        "--overwrite",
+        *shlex.split(args.train_args),
+        "--out",
+        str(out),
     ]
 
 
@@ -98,11 +133,17 @@ def run_setup(args: argparse.Namespace, setup: Setup) -> dict[str, float]:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        sys.exit(f"{setup.name} failed (exit {proc.returncode}): {shlex.join(cmd)}\n"
-                 f"{(proc.stdout + proc.stderr)[-3000:]}")
+        sys.exit(
+            f"{setup.name} failed (exit {proc.returncode}): {shlex.join(cmd)}\n"
+            f"{(proc.stdout + proc.stderr)[-3000:]}"
+        )
     rec = json.loads((out / "record.json").read_text())
-    return {**throughputs(rec), "threads": float(rec["torch_threads"]),
-            "world_size": float(rec["world_size"]), "process_wall_s": wall}
+    return {
+        **throughputs(rec),
+        "threads": float(rec["torch_threads"]),
+        "world_size": float(rec["world_size"]),
+        "process_wall_s": wall,
+    }
 
 
 def throughputs(rec: dict[str, Any]) -> dict[str, float]:
@@ -131,8 +172,11 @@ def setups(args: argparse.Namespace) -> list[tuple[Setup, Setup | None]]:
     plan: list[tuple[Setup, Setup | None]] = []
     if not args.skip_cpu:
         one = Setup("cpu_1p1t", 1, 1, "cpu")
-        plan += [(one, None), (Setup(f"cpu_1p{n}t", 1, n, "cpu"), None),
-                 (Setup(f"cpu_{n}p1t", n, 1, "cpu"), one)]
+        plan += [
+            (one, None),
+            (Setup(f"cpu_1p{n}t", 1, n, "cpu"), None),
+            (Setup(f"cpu_{n}p1t", n, 1, "cpu"), one),
+        ]
     if torch.cuda.is_available() and not args.skip_cuda:
         gpus = args.gpus or torch.cuda.device_count()
         per = max(1, (os.cpu_count() or 1) // gpus)
@@ -183,10 +227,12 @@ def main() -> None:
         by_name[run.name] = run
         for key in ("images_per_s", "classify_images_per_s", "synth_image_steps_per_s", "threads"):
             fig[f"scaling_{run.name}_{key}"] = r[key]
-        print(f"{run.name}: {run.procs} process(es) x {int(r['threads'])} thread(s) on {run.device}: "
-              f"{r['images_per_s']:,.0f} img/s (classify {r['classify_images_per_s']:,.0f} img/s in "
-              f"{r['classify_time_s']:.1f}s, synthesis {r['synth_image_steps_per_s']:,.0f} "
-              f"image-steps/s in {r['synth_time_s']:.1f}s; process {r['process_wall_s']:.1f}s)")
+        print(
+            f"{run.name}: {run.procs} process(es) x {int(r['threads'])} thread(s) on {run.device}: "
+            f"{r['images_per_s']:,.0f} img/s (classify {r['classify_images_per_s']:,.0f} img/s in "
+            f"{r['classify_time_s']:.1f}s, synthesis {r['synth_image_steps_per_s']:,.0f} "
+            f"image-steps/s in {r['synth_time_s']:.1f}s; process {r['process_wall_s']:.1f}s)"
+        )
         if base is not None:
             lines.append(compare(fig, run, base))
     n = args.cpu_procs
@@ -198,16 +244,20 @@ def main() -> None:
     devices = [f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"]
     if any(s.device == "cuda" for s in by_name.values()):
         devices.append(f"cuda ({torch.cuda.get_device_name(0)} x {torch.cuda.device_count()})")
-    fig.update({
-        "scaling_device": "; ".join(devices),
-        "scaling_torch_version": torch.__version__,
-        "scaling_command": shlex.join([sys.executable, *sys.argv]),
-        "scaling_setup": (f"winn {args.arch} on {args.dataset}: {args.limit_train} train images, "
-                          f"batch {args.batch_size}, {args.epochs} epoch(s), "
-                          f"{args.synth_per_class}/class synthesized, <= {args.synth_max_steps} steps"
-                          + (f", train args {args.train_args!r}" if args.train_args else "")),
-        "scaling_time": time.strftime("%Y-%m-%d %H:%M:%S"),
-    })
+    fig.update(
+        {
+            "scaling_device": "; ".join(devices),
+            "scaling_torch_version": torch.__version__,
+            "scaling_command": shlex.join([sys.executable, *sys.argv]),
+            "scaling_setup": (
+                f"winn {args.arch} on {args.dataset}: {args.limit_train} train images, "
+                f"batch {args.batch_size}, {args.epochs} epoch(s), "
+                f"{args.synth_per_class}/class synthesized, <= {args.synth_max_steps} steps"
+                + (f", train args {args.train_args!r}" if args.train_args else "")
+            ),
+            "scaling_time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = json.loads(path.read_text()) if path.exists() else {}

@@ -89,8 +89,7 @@ def fgsm_figures(clf: torch.nn.Module, data: Any, batch: int, device: torch.devi
     x, y = next(data.test.batches(batch))  # (B, C, H, W) in [-1, 1], (B,)
     x, y = x.to(device), y.to(device)
     clf.eval().requires_grad_(False)  # as evaluate() runs every attack: no weight gradients
-    atk = build_attack(spec, clf, eps=0.125, num_classes=data.num_classes,
-                       image_channels=x.shape[1], seed=0)
+    atk = build_attack(spec, clf, eps=0.125, num_classes=data.num_classes, image_channels=x.shape[1], seed=0)
     atk.set_device(device)
     atk(x, y)  # warm-up
     reps = 5
@@ -101,11 +100,16 @@ def fgsm_figures(clf: torch.nn.Module, data: Any, batch: int, device: torch.devi
         torch.cuda.synchronize()
     step = reps * batch / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    rec = evaluate({"model": clf}, dataset=data, attacks=["fgsm"], eps=[0.125], batch_size=batch,
-                   device=device)
+    rec = evaluate(
+        {"model": clf}, dataset=data, attacks=["fgsm"], eps=[0.125], batch_size=batch, device=device
+    )
     secs = time.perf_counter() - t0
-    return {"fgsm_attack_step_images_per_s": step, "fgsm_harness_images_per_s": rec["n"] / secs,
-            "fgsm_test_seconds": secs, "fgsm_test_images": float(rec["n"])}
+    return {
+        "fgsm_attack_step_images_per_s": step,
+        "fgsm_harness_images_per_s": rec["n"] / secs,
+        "fgsm_test_seconds": secs,
+        "fgsm_test_images": float(rec["n"]),
+    }
 
 
 def critic64_figures(device: torch.device, batch: int = 100, steps: int = 20) -> dict[str, float]:
@@ -133,9 +137,11 @@ def critic64_figures(device: torch.device, batch: int = 100, steps: int = 20) ->
     if x.is_cuda:
         torch.cuda.synchronize()
     syn = batch * stats.mean_steps / (time.perf_counter() - t0)
-    return {"critic64_raw_fwd_bwd_input_images_per_s": raw,
-            "critic64_synthesis_image_steps_per_s": syn,
-            "critic64_synthesis_over_raw_throughput": syn / raw}
+    return {
+        "critic64_raw_fwd_bwd_input_images_per_s": raw,
+        "critic64_synthesis_image_steps_per_s": syn,
+        "critic64_synthesis_over_raw_throughput": syn / raw,
+    }
 
 
 def epoch_times(args: argparse.Namespace, out: Path) -> dict[str, float]:
@@ -143,9 +149,16 @@ def epoch_times(args: argparse.Namespace, out: Path) -> dict[str, float]:
     res: dict[str, float] = {}
     for method in (Method.BASELINE, Method.WINN):
         cfg = TrainConfig(
-            dataset=args.dataset, data_dir=args.data_dir, arch=args.arch, method=method,
-            epochs=1, limit_train=args.limit_train, device=args.device, seed=0,
-            out=str(out / method.value), progress=False,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            arch=args.arch,
+            method=method,
+            epochs=1,
+            limit_train=args.limit_train,
+            device=args.device,
+            seed=0,
+            out=str(out / method.value),
+            progress=False,
             synthesis=SynthesisConfig(max_steps=args.synth_max_steps),
         )
         rec = train(cfg, overwrite=True)  # a scratch run, retrained on every benchmark
@@ -185,13 +198,17 @@ def main() -> None:
     figures: dict[str, float] = {}
     raw = raw_input_grad_throughput(model, x, reps=5)
     syn = synthesis_throughput(model, x, steps=20)
-    figures.update({
-        "raw_fwd_bwd_input_images_per_s": raw,
-        "synthesis_image_steps_per_s": syn,
-        "synthesis_over_raw_throughput": syn / raw,
-    })
-    print(f"(b) raw fwd+bwd-to-input: {raw:,.0f} img/s; synthesis: {syn:,.0f} image-steps/s; "
-          f"ratio {syn / raw:.3f} (target >= 0.8)")
+    figures.update(
+        {
+            "raw_fwd_bwd_input_images_per_s": raw,
+            "synthesis_image_steps_per_s": syn,
+            "synthesis_over_raw_throughput": syn / raw,
+        }
+    )
+    print(
+        f"(b) raw fwd+bwd-to-input: {raw:,.0f} img/s; synthesis: {syn:,.0f} image-steps/s; "
+        f"ratio {syn / raw:.3f} (target >= 0.8)"
+    )
 
     fg = fgsm_figures(model.classifier, data, batch=args.synth_batch, device=device)
     raw_clf = raw_classifier_grad_throughput(model.classifier, x, reps=5)
@@ -199,37 +216,46 @@ def main() -> None:
     figures["raw_classifier_fwd_bwd_input_images_per_s"] = raw_clf
     figures["fgsm_over_raw_throughput"] = fg["fgsm_attack_step_images_per_s"] / raw_clf
     figures["fgsm_harness_over_raw_throughput"] = fg["fgsm_harness_images_per_s"] / raw_clf
-    print(f"(c) FGSM attack step (torchattacks through the harness's builder): "
-          f"{fg['fgsm_attack_step_images_per_s']:,.0f} img/s over raw classifier fwd+bwd-to-input "
-          f"{raw_clf:,.0f} img/s = {figures['fgsm_over_raw_throughput']:.3f} (target >= 0.9); "
-          f"whole harness (clean pass with gradient statistics + attack + scoring): "
-          f"{fg['fgsm_harness_images_per_s']:,.0f} img/s = "
-          f"{figures['fgsm_harness_over_raw_throughput']:.3f}; "
-          f"{fg['fgsm_test_images']:.0f} test images in {fg['fgsm_test_seconds']:.1f}s")
+    print(
+        f"(c) FGSM attack step (torchattacks through the harness's builder): "
+        f"{fg['fgsm_attack_step_images_per_s']:,.0f} img/s over raw classifier fwd+bwd-to-input "
+        f"{raw_clf:,.0f} img/s = {figures['fgsm_over_raw_throughput']:.3f} (target >= 0.9); "
+        f"whole harness (clean pass with gradient statistics + attack + scoring): "
+        f"{fg['fgsm_harness_images_per_s']:,.0f} img/s = "
+        f"{figures['fgsm_harness_over_raw_throughput']:.3f}; "
+        f"{fg['fgsm_test_images']:.0f} test images in {fg['fgsm_test_seconds']:.1f}s"
+    )
 
     c64 = critic64_figures(device)
     figures.update(c64)
-    print(f"(d) critic64 (64x64x3, batch 100): raw {c64['critic64_raw_fwd_bwd_input_images_per_s']:,.0f} "
-          f"img/s; ascent {c64['critic64_synthesis_image_steps_per_s']:,.0f} image-steps/s; ratio "
-          f"{c64['critic64_synthesis_over_raw_throughput']:.3f} (target >= 0.8)")
+    print(
+        f"(d) critic64 (64x64x3, batch 100): raw {c64['critic64_raw_fwd_bwd_input_images_per_s']:,.0f} "
+        f"img/s; ascent {c64['critic64_synthesis_image_steps_per_s']:,.0f} image-steps/s; ratio "
+        f"{c64['critic64_synthesis_over_raw_throughput']:.3f} (target >= 0.8)"
+    )
 
     ep = epoch_times(args, Path(args.work_dir))
     figures.update(ep)
-    print(f"(a) baseline epoch {ep['baseline_epoch_s']:.1f}s; WINN epoch {ep['winn_epoch_s']:.1f}s "
-          f"= {ep['winn_classifier_steps_s']:.1f}s classifier steps "
-          f"({ep['winn_classifier_steps_over_baseline_epoch']:.2f}x baseline) + "
-          f"{ep['winn_synthesis_s']:.1f}s synthesis ({ep['winn_synth_steps']:.0f} steps, cap "
-          f"{args.synth_max_steps}); ratio {ep['winn_epoch_over_baseline_epoch']:.2f}")
+    print(
+        f"(a) baseline epoch {ep['baseline_epoch_s']:.1f}s; WINN epoch {ep['winn_epoch_s']:.1f}s "
+        f"= {ep['winn_classifier_steps_s']:.1f}s classifier steps "
+        f"({ep['winn_classifier_steps_over_baseline_epoch']:.2f}x baseline) + "
+        f"{ep['winn_synthesis_s']:.1f}s synthesis ({ep['winn_synth_steps']:.0f} steps, cap "
+        f"{args.synth_max_steps}); ratio {ep['winn_epoch_over_baseline_epoch']:.2f}"
+    )
 
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(path.read_text()) if path.exists() else {}
     old.update({k: round(float(v), 4) for k, v in figures.items()})
     old["_meta"] = {
-        "command": "python benchmarks/speed.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
-        "device": str(device), "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "versions": versions(), "arch": args.arch,
+        "command": "python benchmarks/speed.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+        "arch": args.arch,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     path.write_text(json.dumps(old, indent=2, sort_keys=True))

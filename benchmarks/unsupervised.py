@@ -51,35 +51,146 @@ def _texture(args: argparse.Namespace, runs: Path, out: Path, log: list[dict[str
     """Texture model (critic64, 64x64 crops of one photo), a 4x4 grid and a 256x256 texture."""
     tex = runs / args.texture
     image = str(Path(args.data_dir) / "textures" / f"{args.texture}.png")
-    run(["train", "--mode", "unsupervised", "--dataset", "texture", "--image", image, "--preset", "quick",
-         "--cascades", "2", "--iterations", str(args.tex_iterations), "--synth-max-steps",
-         str(args.tex_steps), "--device", args.device, "--no-progress", "--overwrite",
-         "--out", str(tex)], log)
+    run(
+        [
+            "train",
+            "--mode",
+            "unsupervised",
+            "--dataset",
+            "texture",
+            "--image",
+            image,
+            "--preset",
+            "quick",
+            "--cascades",
+            "2",
+            "--iterations",
+            str(args.tex_iterations),
+            "--synth-max-steps",
+            str(args.tex_steps),
+            "--device",
+            args.device,
+            "--no-progress",
+            "--overwrite",
+            "--out",
+            str(tex),
+        ],
+        log,
+    )
     ck = str(tex / "checkpoint-last.pt")
-    run(["generate", "--checkpoint", ck, "--n", "16", "--device", args.device, "--overwrite",
-         "--out", str(out / f"{args.texture}-64.png")], log)
-    run(["generate", "--checkpoint", ck, "--n", "1", "--size", "256", "--device", args.device, "--overwrite",
-         "--out", str(out / f"{args.texture}-256.png")], log)
+    run(
+        [
+            "generate",
+            "--checkpoint",
+            ck,
+            "--n",
+            "16",
+            "--device",
+            args.device,
+            "--overwrite",
+            "--out",
+            str(out / f"{args.texture}-64.png"),
+        ],
+        log,
+    )
+    run(
+        [
+            "generate",
+            "--checkpoint",
+            ck,
+            "--n",
+            "1",
+            "--size",
+            "256",
+            "--device",
+            args.device,
+            "--overwrite",
+            "--out",
+            str(out / f"{args.texture}-256.png"),
+        ],
+        log,
+    )
     return {}
 
 
 def _digits(args: argparse.Namespace, runs: Path, out: Path, log: list[dict[str, Any]]) -> dict[str, Any]:
     """MNIST digit generator (vanilla critic) and its digit score beside p0's and real MNIST's."""
     dig = runs / "mnist"
-    run(["train", "--mode", "unsupervised", "--dataset", "mnist", "--data-dir", args.data_dir,
-         "--arch", "vanilla", "--preset", "paper", "--cascades", str(args.digit_cascades),
-         "--iterations", str(args.digit_iterations), "--pos-per-step", str(args.digit_pos_per_step),
-         "--ramp-max", "5", "--k-passes", "3", "--init-images", str(args.digit_new_last_iter),
-         "--new-per-iter", str(args.digit_new_per_iter), "--new-last-iter", str(args.digit_new_last_iter),
-         "--synth-max-steps", str(args.digit_steps), "--pool-capacity", "20000",
-         "--device", args.device, "--no-progress", "--overwrite", "--out", str(dig)], log)
+    run(
+        [
+            "train",
+            "--mode",
+            "unsupervised",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            args.data_dir,
+            "--arch",
+            "vanilla",
+            "--preset",
+            "paper",
+            "--cascades",
+            str(args.digit_cascades),
+            "--iterations",
+            str(args.digit_iterations),
+            "--pos-per-step",
+            str(args.digit_pos_per_step),
+            "--ramp-max",
+            "5",
+            "--k-passes",
+            "3",
+            "--init-images",
+            str(args.digit_new_last_iter),
+            "--new-per-iter",
+            str(args.digit_new_per_iter),
+            "--new-last-iter",
+            str(args.digit_new_last_iter),
+            "--synth-max-steps",
+            str(args.digit_steps),
+            "--pool-capacity",
+            "20000",
+            "--device",
+            args.device,
+            "--no-progress",
+            "--overwrite",
+            "--out",
+            str(dig),
+        ],
+        log,
+    )
     ck = str(dig / "checkpoint-last.pt")
-    run(["generate", "--checkpoint", ck, "--n", "64", "--device", args.device, "--overwrite",
-         "--out", str(out / "mnist-digits.png")], log)
+    run(
+        [
+            "generate",
+            "--checkpoint",
+            ck,
+            "--n",
+            "64",
+            "--device",
+            args.device,
+            "--overwrite",
+            "--out",
+            str(out / "mnist-digits.png"),
+        ],
+        log,
+    )
     scores: dict[str, Any] = {}
     for name, extra in (("generator", []), ("p0_no_ascent", ["--max-steps", "0"])):
-        text = run(["score", "--checkpoint", ck, "--n", str(args.score_n), "--classifier", args.classifier,
-                    "--device", args.device, *extra], log)
+        text = run(
+            [
+                "score",
+                "--checkpoint",
+                ck,
+                "--n",
+                str(args.score_n),
+                "--classifier",
+                args.classifier,
+                "--device",
+                args.device,
+                *extra,
+            ],
+            log,
+        )
         scores[name] = text.strip().splitlines()[-1]
     test = load_dataset("mnist", data_dir=args.data_dir).test
     real = next(test.batches(args.score_n))[0]
@@ -94,23 +205,38 @@ PARTS = {"texture": _texture, "digits": _digits}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/data", help="holds MNIST/ and textures/")
-    ap.add_argument("--parts", default="texture,digits",
-                    help="comma-separated parts to run; parts not run keep their entry of an existing record")
+    ap.add_argument(
+        "--parts",
+        default="texture,digits",
+        help="comma-separated parts to run; parts not run keep their entry of an existing record",
+    )
     ap.add_argument("--texture", default="brick", help="textures/<name>.png")
-    ap.add_argument("--classifier", default="runs/table2/mnist-vanilla-baseline-s0/checkpoint-best.pt",
-                    help="robust_winn MNIST classifier for the digit score")
+    ap.add_argument(
+        "--classifier",
+        default="runs/table2/mnist-vanilla-baseline-s0/checkpoint-best.pt",
+        help="robust_winn MNIST classifier for the digit score",
+    )
     ap.add_argument("--runs", default="runs/unsup", help="training folders")
     ap.add_argument("--out", default="results/unsupervised", help="grids, record.json, README.md")
     ap.add_argument("--tex-iterations", type=int, default=4, help="texture: iterations per cascade")
     ap.add_argument("--tex-steps", type=int, default=60, help="texture: ascent step cap")
     ap.add_argument("--digit-cascades", type=int, default=2, help="digits: cascades")
     ap.add_argument("--digit-iterations", type=int, default=12, help="digits: iterations per cascade")
-    ap.add_argument("--digit-pos-per-step", type=int, default=500,
-                    help="digits: ramp unit (paper 1000; positives per iteration = min(it+1, 5) x this)")
-    ap.add_argument("--digit-new-per-iter", type=int, default=500,
-                    help="digits: pseudo-negatives per iteration")
-    ap.add_argument("--digit-new-last-iter", type=int, default=1000,
-                    help="digits: pseudo-negatives at a cascade's last iteration, and initial p0 images")
+    ap.add_argument(
+        "--digit-pos-per-step",
+        type=int,
+        default=500,
+        help="digits: ramp unit (paper 1000; positives per iteration = min(it+1, 5) x this)",
+    )
+    ap.add_argument(
+        "--digit-new-per-iter", type=int, default=500, help="digits: pseudo-negatives per iteration"
+    )
+    ap.add_argument(
+        "--digit-new-last-iter",
+        type=int,
+        default=1000,
+        help="digits: pseudo-negatives at a cascade's last iteration, and initial p0 images",
+    )
     ap.add_argument("--digit-steps", type=int, default=200, help="digits: ascent step cap")
     ap.add_argument("--score-n", type=int, default=1000, help="images per digit score")
     ap.add_argument("--device", default="cpu")
@@ -126,26 +252,38 @@ def main() -> None:
     old = json.loads(path.read_text()) if path.exists() else {}
     record: dict[str, Any] = {"parts": dict(old.get("parts", {}))}
     script = "python benchmarks/unsupervised.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+    )
     for name in parts:
         log: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         extra = PARTS[name](args, runs, out, log)
         record["parts"][name] = {
-            "script": script, "steps": log, **extra, "versions": versions(), "device": args.device,
-            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
-            "wall_time_s": round(time.perf_counter() - t0, 1)}
+            "script": script,
+            "steps": log,
+            **extra,
+            "versions": versions(),
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d"),
+            "wall_time_s": round(time.perf_counter() - t0, 1),
+        }
     path.write_text(json.dumps(record, indent=2))
     lines = ["# Unsupervised WINN on 2 CPU cores (issue 4): texture, 256x256 texture, digits", ""]
     for name in PARTS:
         part = record["parts"].get(name)
         if part is None:
             continue
-        lines += [f"## {name}", "", f"Made by `{part['script']}` (part `{name}`) on {part['date']} "
-                  f"({part['device']}, {part['threads']} threads, {part['wall_time_s'] / 60:.1f} min). "
-                  "Versions: "
-                  + ", ".join(f"{k} {v}" for k, v in part["versions"].items()), "",
-                  "| step | wall time |", "|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            f"Made by `{part['script']}` (part `{name}`) on {part['date']} "
+            f"({part['device']}, {part['threads']} threads, {part['wall_time_s'] / 60:.1f} min). "
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in part["versions"].items()),
+            "",
+            "| step | wall time |",
+            "|---|---|",
+        ]
         lines += [f"| `{s['command']}` | {s['wall_time_s']:.0f} s |" for s in part["steps"]]
         if "digit_scores" in part:
             lines += ["", "Digit scores (Inception-score formula with the MNIST classifier, 10 splits):", ""]

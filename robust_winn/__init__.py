@@ -17,6 +17,15 @@ from .runtime.checkpoint import load_classifier  # noqa: E402
 from .training import train  # noqa: E402
 
 __all__ = [
-    "Method", "StopRule", "SynthesisConfig", "TrainConfig", "__version__", "create_model",
-    "evaluate", "load_classifier", "load_dataset", "register_model", "train",
+    "Method",
+    "StopRule",
+    "SynthesisConfig",
+    "TrainConfig",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "load_classifier",
+    "load_dataset",
+    "register_model",
+    "train",
 ]

@@ -86,7 +86,8 @@ def knob(
     bounds = {"low": low, "high": high}
     if low is not None or high is not None:
         meta["range"] = {k: v for k, v in bounds.items() if v is not None} | (
-            {"low_open": True} if low_open else {})
+            {"low_open": True} if low_open else {}
+        )
     if choices is not None:
         meta["choices"] = tuple(choices)
     if presets:
@@ -149,29 +150,57 @@ class StopRule(str, Enum):
 class SynthesisConfig:
     """Pseudo-negative synthesis by Adam in image space (REFERENCE §1.5-1.6)."""
 
-    lr: float = field(default=0.02, metadata=knob("Adam learning rate on images.", low=0, low_open=True,
-                                                  cli=False))
-    beta1: float = field(default=0.9, metadata=knob("Adam beta1 on images (paper).", low=0, high=1,
-                                                    cli=False))
-    beta2: float = field(default=0.9, metadata=knob("Adam beta2 on images (code; paper silent).", low=0,
-                                                    high=1, cli=False))
-    max_steps: int = field(default=2000, metadata=knob(
-        "Cap on Adam steps per synthesis pass (code: 2000).", low=0, cli={"flag": "--synth-max-steps"}))
-    tol: float = field(default=1e-3, metadata=knob(
-        "Early stop when the gap to the threshold tau is at most this.", low=0, cli=False))
-    ce_weight: float = field(default=0.5, metadata=knob(
-        "Weight of CE(target class) in the synthesis objective.", low=0, cli=False))
-    per_class: int = field(default=100, metadata=knob(
-        "New pseudo-negatives per class after each epoch.", low=1, cli={"flag": "--synth-per-class"}))
-    init_per_class: int = field(default=100, metadata=knob(
-        "Raw init-generator images per class in the initial pool.", low=1, cli=False))
-    stop_rule: StopRule = field(default=StopRule.BATCH_MEAN, metadata=knob(
-        "batch-mean: stop a class batch when |mean f - tau| <= 1e-3 (released code); per-sample: "
-        "freeze each image once |f - tau| <= 1e-3."))
-    pool_capacity: int = field(default=25_000, metadata=knob(  # code: unbounded; 20,100 at 200 epochs
-        "Most pseudo-negatives kept per class (FIFO past that).", low=1))
-    pool_dtype: str = field(default="float32", metadata=knob(  # uint8: quantised like the PNG original
-        "Pool storage: exact float32 or 4x smaller uint8.", choices=("float32", "uint8")))
+    lr: float = field(
+        default=0.02, metadata=knob("Adam learning rate on images.", low=0, low_open=True, cli=False)
+    )
+    beta1: float = field(
+        default=0.9, metadata=knob("Adam beta1 on images (paper).", low=0, high=1, cli=False)
+    )
+    beta2: float = field(
+        default=0.9, metadata=knob("Adam beta2 on images (code; paper silent).", low=0, high=1, cli=False)
+    )
+    max_steps: int = field(
+        default=2000,
+        metadata=knob(
+            "Cap on Adam steps per synthesis pass (code: 2000).", low=0, cli={"flag": "--synth-max-steps"}
+        ),
+    )
+    tol: float = field(
+        default=1e-3,
+        metadata=knob("Early stop when the gap to the threshold tau is at most this.", low=0, cli=False),
+    )
+    ce_weight: float = field(
+        default=0.5, metadata=knob("Weight of CE(target class) in the synthesis objective.", low=0, cli=False)
+    )
+    per_class: int = field(
+        default=100,
+        metadata=knob(
+            "New pseudo-negatives per class after each epoch.", low=1, cli={"flag": "--synth-per-class"}
+        ),
+    )
+    init_per_class: int = field(
+        default=100,
+        metadata=knob("Raw init-generator images per class in the initial pool.", low=1, cli=False),
+    )
+    stop_rule: StopRule = field(
+        default=StopRule.BATCH_MEAN,
+        metadata=knob(
+            "batch-mean: stop a class batch when |mean f - tau| <= 1e-3 (released code); per-sample: "
+            "freeze each image once |f - tau| <= 1e-3."
+        ),
+    )
+    pool_capacity: int = field(
+        default=25_000,
+        metadata=knob(  # code: unbounded; 20,100 at 200 epochs
+            "Most pseudo-negatives kept per class (FIFO past that).", low=1
+        ),
+    )
+    pool_dtype: str = field(
+        default="float32",
+        metadata=knob(  # uint8: quantised like the PNG original
+            "Pool storage: exact float32 or 4x smaller uint8.", choices=("float32", "uint8")
+        ),
+    )
 
 
 class Precision(str, Enum):
@@ -188,15 +217,25 @@ class FastPathConfig:
     What was asked for here and what the device allowed are both written to record.json.
     """
 
-    precision: Precision = field(default=Precision.FLOAT32, metadata=knob(
-        "bf16: classifier forward passes under bf16 autocast (CUDA only; GP, thresholds and losses "
-        "stay float32). Falls back to float32 off CUDA."))
-    channels_last: bool = field(default=False, metadata=knob(
-        "Model and image batches in channels_last memory format."))
-    compile: bool = field(default=False, metadata=knob(
-        "torch.compile the classifier forward (not the GP); eager if it fails."))
-    pin_memory: bool | None = field(default=None, metadata=knob(
-        "Pinned host memory and non-blocking copies of batches [default: on with CUDA; ignored on CPU]."))
+    precision: Precision = field(
+        default=Precision.FLOAT32,
+        metadata=knob(
+            "bf16: classifier forward passes under bf16 autocast (CUDA only; GP, thresholds and losses "
+            "stay float32). Falls back to float32 off CUDA."
+        ),
+    )
+    channels_last: bool = field(
+        default=False, metadata=knob("Model and image batches in channels_last memory format.")
+    )
+    compile: bool = field(
+        default=False, metadata=knob("torch.compile the classifier forward (not the GP); eager if it fails.")
+    )
+    pin_memory: bool | None = field(
+        default=None,
+        metadata=knob(
+            "Pinned host memory and non-blocking copies of batches [default: on with CUDA; ignored on CPU]."
+        ),
+    )
 
 
 @dataclass
@@ -207,74 +246,139 @@ class AdversarialConfig:
     units, 40 signed-gradient steps of 0.01, a random start; TRADES beta 6.
     """
 
-    eps: float = field(default=0.3, metadata=knob(
-        "pgd-at/trades/winn-at: L-inf radius of the training attack in [0, 1] pixel units.",
-        low=0, high=1, cli={"flag": "--train-eps"}))
-    steps: int = field(default=40, metadata=knob(
-        "pgd-at/trades/winn-at: signed-gradient steps of the training attack.", low=1,
-        cli={"flag": "--train-steps"}))
-    step_size: float = field(default=0.01, metadata=knob(
-        "pgd-at/trades/winn-at: step size of the training attack, [0, 1] pixel units.", low=0,
-        low_open=True, cli={"flag": "--train-step-size"}))
-    random_start: bool = field(default=True, metadata=knob(
-        "pgd-at/winn-at: start each attack at a uniform point of the eps-ball.",
-        cli={"flag": "--train-random-start"}))
-    trades_beta: float = field(default=6.0, metadata=knob(
-        "trades: weight of the KL(clean || adversarial) term.", low=0, cli={"flag": "--trades-beta"}))
+    eps: float = field(
+        default=0.3,
+        metadata=knob(
+            "pgd-at/trades/winn-at: L-inf radius of the training attack in [0, 1] pixel units.",
+            low=0,
+            high=1,
+            cli={"flag": "--train-eps"},
+        ),
+    )
+    steps: int = field(
+        default=40,
+        metadata=knob(
+            "pgd-at/trades/winn-at: signed-gradient steps of the training attack.",
+            low=1,
+            cli={"flag": "--train-steps"},
+        ),
+    )
+    step_size: float = field(
+        default=0.01,
+        metadata=knob(
+            "pgd-at/trades/winn-at: step size of the training attack, [0, 1] pixel units.",
+            low=0,
+            low_open=True,
+            cli={"flag": "--train-step-size"},
+        ),
+    )
+    random_start: bool = field(
+        default=True,
+        metadata=knob(
+            "pgd-at/winn-at: start each attack at a uniform point of the eps-ball.",
+            cli={"flag": "--train-random-start"},
+        ),
+    )
+    trades_beta: float = field(
+        default=6.0,
+        metadata=knob(
+            "trades: weight of the KL(clean || adversarial) term.", low=0, cli={"flag": "--trades-beta"}
+        ),
+    )
 
 
 @dataclass
 class TrainConfig:
     """Everything one supervised training run depends on."""
 
-    dataset: str = field(default="mnist", metadata=knob(
-        "Registered dataset (see `robust-winn list`); 'sample' is the bundled MNIST sample."))
-    data_dir: str = field(default="data", metadata=knob(
-        "Root holding the torchvision layout, e.g. DIR/MNIST/raw/*.gz.", cli={"path": "dir"}))
-    download: bool = field(default=False, metadata=knob(
-        "Let torchvision download missing files (needs network)."))
-    val_size: int | None = field(default=None, metadata=knob(
-        "Last N training images used for validation [default: 15000 for MNIST].", low=0))
-    limit_train: int | None = field(default=None, metadata=knob(
-        "Keep only the first N training images (quick runs).", low=1))
-    limit_test: int | None = field(default=None, metadata=knob(
-        "Keep only the first N test images (quick runs).", low=1))
-    arch: str = field(default="vanilla", metadata=knob(
-        "Registered model name or a user factory 'pkg.module:factory' returning an nn.Module that "
-        "maps [-1,1] images to (N, K) logits."))
-    method: Method = field(default=Method.WINN, metadata=knob(
-        "baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP) (paper); pgd-at = "
-        "Madry adversarial training; trades = TRADES; winn-at = PGD-AT plus WINN's critic term on "
-        "clean positives (alpha, lambda as for winn)."))
+    dataset: str = field(
+        default="mnist",
+        metadata=knob("Registered dataset (see `robust-winn list`); 'sample' is the bundled MNIST sample."),
+    )
+    data_dir: str = field(
+        default="data",
+        metadata=knob("Root holding the torchvision layout, e.g. DIR/MNIST/raw/*.gz.", cli={"path": "dir"}),
+    )
+    download: bool = field(
+        default=False, metadata=knob("Let torchvision download missing files (needs network).")
+    )
+    val_size: int | None = field(
+        default=None,
+        metadata=knob("Last N training images used for validation [default: 15000 for MNIST].", low=0),
+    )
+    limit_train: int | None = field(
+        default=None, metadata=knob("Keep only the first N training images (quick runs).", low=1)
+    )
+    limit_test: int | None = field(
+        default=None, metadata=knob("Keep only the first N test images (quick runs).", low=1)
+    )
+    arch: str = field(
+        default="vanilla",
+        metadata=knob(
+            "Registered model name or a user factory 'pkg.module:factory' returning an nn.Module that "
+            "maps [-1,1] images to (N, K) logits."
+        ),
+    )
+    method: Method = field(
+        default=Method.WINN,
+        metadata=knob(
+            "baseline = cross-entropy only; winn = CE + alpha*(W + lambda*GP) (paper); pgd-at = "
+            "Madry adversarial training; trades = TRADES; winn-at = PGD-AT plus WINN's critic term on "
+            "clean positives (alpha, lambda as for winn)."
+        ),
+    )
     epochs: int = field(default=10, metadata=knob("Passes over the training split (paper/code: 200).", low=1))
-    batch_size: int = field(default=100, metadata=knob(
-        "Positives per step (and as many pseudo-negatives).", low=1))
-    lr: float = field(default=1e-3, metadata=knob(  # paper §5.6
-        "Classifier Adam learning rate (betas 0.0, 0.9).", low=0, low_open=True))
-    beta1: float = field(default=0.0, metadata=knob(
-        "Classifier Adam beta1 (paper).", low=0, high=1, cli=False))
-    beta2: float = field(default=0.9, metadata=knob(
-        "Classifier Adam beta2 (code).", low=0, high=1, cli=False))
+    batch_size: int = field(
+        default=100, metadata=knob("Positives per step (and as many pseudo-negatives).", low=1)
+    )
+    lr: float = field(
+        default=1e-3,
+        metadata=knob(  # paper §5.6
+            "Classifier Adam learning rate (betas 0.0, 0.9).", low=0, low_open=True
+        ),
+    )
+    beta1: float = field(
+        default=0.0, metadata=knob("Classifier Adam beta1 (paper).", low=0, high=1, cli=False)
+    )
+    beta2: float = field(
+        default=0.9, metadata=knob("Classifier Adam beta2 (code).", low=0, high=1, cli=False)
+    )
     alpha: float = field(default=0.01, metadata=knob("Weight of the WINN term (paper: 0.01).", low=0))
     gp_lambda: float = field(default=10.0, metadata=knob("Gradient-penalty weight lambda.", low=0))
-    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig, metadata=knob(
-        "Pseudo-negative synthesis (REFERENCE §1.5-1.6)."))
-    seed: int = field(default=0, metadata=knob(
-        "Seeds initialisation, data order, pool draws and synthesis.", low=0, high=MAX_SEED))
-    device: str = field(default="auto", metadata=knob(
-        "auto (cuda if available), cpu, cuda or cuda:N.", cli={"device": True}))
-    eval_batch_size: int = field(default=1000, metadata=knob(
-        "Batch size for validation and test error.", low=1, cli=False))
-    out: str = field(default="runs/run", metadata=knob(
-        "Output folder: checkpoint-best.pt, checkpoint-last.pt, record.json, epochs.csv.",
-        cli={"path": "dir", "required": True}))
-    progress: bool = field(default=True, metadata=knob(
-        "tqdm progress bars.",
-        cli={"invert": True, "help": "Hide progress bars (hidden anyway when not a TTY)."}))
-    fast: FastPathConfig = field(default_factory=FastPathConfig, metadata=knob(
-        "Optional GPU fast paths (DESIGN §4), off by default."))
-    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig, metadata=knob(
-        "Training-time attack of the adversarial methods (pgd-at, trades, winn-at)."))
+    synthesis: SynthesisConfig = field(
+        default_factory=SynthesisConfig, metadata=knob("Pseudo-negative synthesis (REFERENCE §1.5-1.6).")
+    )
+    seed: int = field(
+        default=0,
+        metadata=knob("Seeds initialisation, data order, pool draws and synthesis.", low=0, high=MAX_SEED),
+    )
+    device: str = field(
+        default="auto", metadata=knob("auto (cuda if available), cpu, cuda or cuda:N.", cli={"device": True})
+    )
+    eval_batch_size: int = field(
+        default=1000, metadata=knob("Batch size for validation and test error.", low=1, cli=False)
+    )
+    out: str = field(
+        default="runs/run",
+        metadata=knob(
+            "Output folder: checkpoint-best.pt, checkpoint-last.pt, record.json, epochs.csv.",
+            cli={"path": "dir", "required": True},
+        ),
+    )
+    progress: bool = field(
+        default=True,
+        metadata=knob(
+            "tqdm progress bars.",
+            cli={"invert": True, "help": "Hide progress bars (hidden anyway when not a TTY)."},
+        ),
+    )
+    fast: FastPathConfig = field(
+        default_factory=FastPathConfig, metadata=knob("Optional GPU fast paths (DESIGN §4), off by default.")
+    )
+    adversarial: AdversarialConfig = field(
+        default_factory=AdversarialConfig,
+        metadata=knob("Training-time attack of the adversarial methods (pgd-at, trades, winn-at)."),
+    )
 
     def validate(self) -> None:
         """Raise :class:`BadValueError` naming the first setting out of range, NaN or infinite.
@@ -301,5 +405,6 @@ class TrainConfig:
         fast["precision"] = Precision(fast.get("precision", Precision.FLOAT32.value))
         adversarial = AdversarialConfig(**d.pop("adversarial", {}))
         d["method"] = Method(d.get("method", Method.WINN.value))
-        return cls(synthesis=SynthesisConfig(**syn), fast=FastPathConfig(**fast), adversarial=adversarial,
-                   **d)
+        return cls(
+            synthesis=SynthesisConfig(**syn), fast=FastPathConfig(**fast), adversarial=adversarial, **d
+        )

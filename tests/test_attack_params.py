@@ -79,8 +79,11 @@ def test_the_registry_holds_the_documented_attacks_and_parameters() -> None:
 def test_schema_matches_the_factory_signature(name: str) -> None:
     """Every keyword-only factory parameter is a checked user parameter, and nothing else is."""
     sig = inspect.signature(_ATTACKS[name].factory)
-    kw = {k for k, v in sig.parameters.items()
-          if v.kind is inspect.Parameter.KEYWORD_ONLY and k not in ("eps", "num_classes", "seed")}
+    kw = {
+        k
+        for k, v in sig.parameters.items()
+        if v.kind is inspect.Parameter.KEYWORD_ONLY and k not in ("eps", "num_classes", "seed")
+    }
     assert set(attack_params(name)) == kw
     for key in kw:  # the factory's own default passes its schema
         default = sig.parameters[key].default
@@ -96,8 +99,7 @@ def test_every_parameter_has_a_range_or_choices(name: str, key: str, param: Para
         assert param.choices, f"{name}.{key} takes any text"
 
 
-@pytest.mark.parametrize(("name", "key", "value"), BAD_CASES,
-                         ids=[f"{n}.{k}={v!r}" for n, k, v in BAD_CASES])
+@pytest.mark.parametrize(("name", "key", "value"), BAD_CASES, ids=[f"{n}.{k}={v!r}" for n, k, v in BAD_CASES])
 def test_bad_values_are_refused_naming_attack_and_parameter(name: str, key: str, value: str) -> None:
     with pytest.raises(BadValueError, match=rf"^{name}: {key} ") as info:
         parse_attack(f"{name}:{key}={value}")
@@ -181,16 +183,27 @@ class _Untouchable(nn.Module):
         raise AssertionError("the model was called")
 
 
-@pytest.mark.parametrize(("name", "key", "value"), [
-    ("pgd", "alpha", -0.01), ("pgd", "alpha", math.nan), ("pgd", "steps", "40"), ("pgd", "steps", True),
-    ("apgd", "restarts", 0), ("square", "queries", 2.0), ("autoattack", "version", None),
-])
+@pytest.mark.parametrize(
+    ("name", "key", "value"),
+    [
+        ("pgd", "alpha", -0.01),
+        ("pgd", "alpha", math.nan),
+        ("pgd", "steps", "40"),
+        ("pgd", "steps", True),
+        ("apgd", "restarts", 0),
+        ("square", "queries", 2.0),
+        ("autoattack", "version", None),
+    ],
+)
 def test_build_attack_checks_a_spec_object_before_touching_the_model(
-    name: str, key: str, value: object,
+    name: str,
+    key: str,
+    value: object,
 ) -> None:
     with pytest.raises(BadValueError, match=rf"^{name}: {key} "):
-        build_attack(AttackSpec(name, {key: value}), _Untouchable(), eps=0.1, num_classes=10,
-                     image_channels=1)
+        build_attack(
+            AttackSpec(name, {key: value}), _Untouchable(), eps=0.1, num_classes=10, image_channels=1
+        )
 
 
 def test_build_attack_uses_the_checked_values() -> None:
@@ -221,17 +234,32 @@ def test_evaluate_refuses_bad_parameters_before_any_work() -> None:
         evaluate(_Untouchable(), dataset=(x, y), attacks=["pgd:alpha=-0.01"], eps=[0.1])
 
 
-@pytest.mark.parametrize(("attack", "line"), [
-    ("pgd:alpha=-0.01", "Error: pgd: alpha must be > 0, got -0.01"),
-    ("pgd:steps=abc", "Error: pgd: steps must be an integer, got 'abc'"),
-    ("fgsn", "Error: unknown attack 'fgsn'"),
-])
+@pytest.mark.parametrize(
+    ("attack", "line"),
+    [
+        ("pgd:alpha=-0.01", "Error: pgd: alpha must be > 0, got -0.01"),
+        ("pgd:steps=abc", "Error: pgd: steps must be an integer, got 'abc'"),
+        ("fgsn", "Error: unknown attack 'fgsn'"),
+    ],
+)
 def test_cli_reports_one_line_and_exit_2_before_loading_the_model(
-    tmp_path: Path, attack: str, line: str,
+    tmp_path: Path,
+    attack: str,
+    line: str,
 ) -> None:
     """The checkpoint does not exist: the attack text is refused before it would be read."""
-    r = CliRunner().invoke(main, ["attack", "--model", str(tmp_path / "missing.pt"), "--attack", attack,
-                                  "--out", str(tmp_path / "out")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "--model",
+            str(tmp_path / "missing.pt"),
+            "--attack",
+            attack,
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert r.exit_code == 2, r.output
     assert line in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()
@@ -241,23 +269,43 @@ def test_a_plugin_attack_without_a_schema_gets_types_from_its_signature() -> Non
     """register_attack without ``params``: annotations (or defaults) give the checked types."""
     from robust_winn.attacks import AttackKind, register_attack
 
-    def factory(model: nn.Module, *, eps: float, num_classes: int, seed: int, steps: int = 3,
-                scale: float | None = None, flag: bool = False, mode="a"):  # noqa: ANN001, ANN202
+    def factory(
+        model: nn.Module,
+        *,
+        eps: float,
+        num_classes: int,
+        seed: int,
+        steps: int = 3,
+        scale: float | None = None,
+        flag: bool = False,
+        mode="a",
+    ):  # noqa: ANN001, ANN202
         raise AssertionError("not built here")
 
     register_attack("test-plugin", kind=AttackKind.ITERATIVE, description="test only")(factory)
     try:
         assert parse_attack("test-plugin:steps=4,scale=2,flag=true,mode=b").params == {
-            "steps": 4, "scale": 2.0, "flag": True, "mode": "b"}
-        for text, match in [("steps=abc", "steps must be an integer"),
-                            ("scale=nan", "scale must be a finite"),
-                            ("flag=1", "flag must be true or false"), ("mode=1", "mode must be text")]:
+            "steps": 4,
+            "scale": 2.0,
+            "flag": True,
+            "mode": "b",
+        }
+        for text, match in [
+            ("steps=abc", "steps must be an integer"),
+            ("scale=nan", "scale must be a finite"),
+            ("flag=1", "flag must be true or false"),
+            ("mode=1", "mode must be text"),
+        ]:
             with pytest.raises(BadValueError, match=f"^test-plugin: {match}"):
                 parse_attack(f"test-plugin:{text}")
         assert parse_attack(AttackSpec("test-plugin", {"scale": None})).params == {"scale": None}
     finally:
         del _ATTACKS["test-plugin"]
     with pytest.raises(ValueError, match="not keyword-only parameters"):
-        register_attack("test-plugin-2", kind=AttackKind.ITERATIVE, description="x",
-                        params={"nope": Param(int, low=1, high=2)})(factory)
+        register_attack(
+            "test-plugin-2",
+            kind=AttackKind.ITERATIVE,
+            description="x",
+            params={"nope": Param(int, low=1, high=2)},
+        )(factory)
     assert "test-plugin-2" not in _ATTACKS

@@ -20,8 +20,9 @@ def test_sample_is_real_mnist_in_model_range():
 
 
 def test_to_model_range_endpoints():
-    torch.testing.assert_close(to_model_range(torch.tensor([0, 255], dtype=torch.uint8)),
-                               torch.tensor([-1.0, 1.0]))
+    torch.testing.assert_close(
+        to_model_range(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0])
+    )
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST").exists(), reason="shared MNIST not present")

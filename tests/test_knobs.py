@@ -114,7 +114,10 @@ def test_generated_options_are_the_fields(knobs: Knobs, command: click.Command, 
         rng = dict(f.metadata.get("range", {}), **({"low": cli["low"]} if "low" in cli else {}))
         if isinstance(p.type, click.IntRange | click.FloatRange):
             assert (p.type.min, p.type.max, p.type.min_open) == (
-                rng.get("low"), rng.get("high"), rng.get("low_open", False)), k.path
+                rng.get("low"),
+                rng.get("high"),
+                rng.get("low_open", False),
+            ), k.path
         else:
             assert not rng, f"{k.path}: a declared range that the option does not enforce"
         choices = cli.get("choices", f.metadata.get("choices"))
@@ -133,11 +136,23 @@ def test_train_help_lists_every_train_config_knob_and_mode() -> None:
 
 def test_train_keeps_its_python_only_fields_off_the_command_line() -> None:
     """A field is off the command line only by an explicit ``cli=False`` (these, today)."""
-    off = {f"{c.__name__}.{f.name}" for c in (TrainConfig, SynthesisConfig, FastPathConfig)
-           for f in fields(c) if f.metadata["cli"] is False}
-    assert off == {"TrainConfig.beta1", "TrainConfig.beta2", "TrainConfig.eval_batch_size",
-                   "SynthesisConfig.lr", "SynthesisConfig.beta1", "SynthesisConfig.beta2",
-                   "SynthesisConfig.tol", "SynthesisConfig.ce_weight", "SynthesisConfig.init_per_class"}
+    off = {
+        f"{c.__name__}.{f.name}"
+        for c in (TrainConfig, SynthesisConfig, FastPathConfig)
+        for f in fields(c)
+        if f.metadata["cli"] is False
+    }
+    assert off == {
+        "TrainConfig.beta1",
+        "TrainConfig.beta2",
+        "TrainConfig.eval_batch_size",
+        "SynthesisConfig.lr",
+        "SynthesisConfig.beta1",
+        "SynthesisConfig.beta2",
+        "SynthesisConfig.tol",
+        "SynthesisConfig.ce_weight",
+        "SynthesisConfig.init_per_class",
+    }
 
 
 # ------------------------------------------------------------------ CLI defaults = dataclass defaults
@@ -157,13 +172,41 @@ def test_train_cli_defaults_build_the_train_config_defaults() -> None:
 
 def test_train_cli_values_reach_every_field() -> None:
     """Every option sets its own field, enums and inverted flags included."""
-    args = ["--out", "o", "--method", "baseline", "--stop-rule", "per-sample", "--precision", "bf16",
-            "--synth-max-steps", "7", "--synth-per-class", "3", "--pool-dtype", "uint8", "--no-progress",
-            "--compile", "--no-pin-memory", "--val-size", "5", "--alpha", "0.5", "--seed", "9"]
-    cfg = TRAIN_KNOBS.build({k: v for k, v in _parsed(train, args).items()
-                             if k not in ("mode", "quiet", "resume", "overwrite")})
+    args = [
+        "--out",
+        "o",
+        "--method",
+        "baseline",
+        "--stop-rule",
+        "per-sample",
+        "--precision",
+        "bf16",
+        "--synth-max-steps",
+        "7",
+        "--synth-per-class",
+        "3",
+        "--pool-dtype",
+        "uint8",
+        "--no-progress",
+        "--compile",
+        "--no-pin-memory",
+        "--val-size",
+        "5",
+        "--alpha",
+        "0.5",
+        "--seed",
+        "9",
+    ]
+    cfg = TRAIN_KNOBS.build(
+        {k: v for k, v in _parsed(train, args).items() if k not in ("mode", "quiet", "resume", "overwrite")}
+    )
     want = TrainConfig(
-        out="o", method="baseline", val_size=5, alpha=0.5, seed=9, progress=False,  # type: ignore[arg-type]
+        out="o",
+        method="baseline",
+        val_size=5,
+        alpha=0.5,
+        seed=9,
+        progress=False,  # type: ignore[arg-type]
         synthesis=SynthesisConfig(max_steps=7, per_class=3, stop_rule="per-sample", pool_dtype="uint8"),  # type: ignore[arg-type]
         fast=FastPathConfig(precision="bf16", compile=True, pin_memory=False),  # type: ignore[arg-type]
     )
@@ -171,9 +214,18 @@ def test_train_cli_values_reach_every_field() -> None:
     assert cfg.method.value == "baseline" and cfg.synthesis.stop_rule.value == "per-sample"
 
 
-QUICK_BUDGET = {"cascades": 2, "iterations": 3, "pos_per_step": 50, "ramp_max": 2, "k_passes": 1,
-                "init_images": 200, "new_per_iter": 50, "new_last_iter": 100, "synth_max_steps": 30,
-                "pool_capacity": 2000}  # the quick preset as it was before the fields declared it
+QUICK_BUDGET = {
+    "cascades": 2,
+    "iterations": 3,
+    "pos_per_step": 50,
+    "ramp_max": 2,
+    "k_passes": 1,
+    "init_images": 200,
+    "new_per_iter": 50,
+    "new_last_iter": 100,
+    "synth_max_steps": 30,
+    "pool_capacity": 2000,
+}  # the quick preset as it was before the fields declared it
 
 
 @pytest.mark.parametrize("preset", [p.value for p in Preset])
@@ -188,8 +240,10 @@ def test_unsup_cli_defaults_build_each_preset(preset: str) -> None:
 
 
 def test_unsup_default_preset_is_quick_and_options_override_it() -> None:
-    kw = _parsed(train_unsupervised_cmd, ["--dataset", "texture", "--out", "o", "--cascades", "1",
-                                          "--no-quantize", "--init", "gaussian"])
+    kw = _parsed(
+        train_unsupervised_cmd,
+        ["--dataset", "texture", "--out", "o", "--cascades", "1", "--no-quantize", "--init", "gaussian"],
+    )
     cfg = UnsupConfig.preset(kw.pop("preset"), **UNSUP_KNOBS.values(kw))
     assert cfg.cascades == 1 and cfg.iterations == QUICK_BUDGET["iterations"]
     assert cfg.quantize is False and cfg.init.value == "gaussian"

@@ -36,10 +36,16 @@ NO_GPU_TEXT = "not run here (no GPU: ResNet-32 rows need --device cuda or --allo
 
 def _table3_row(arch: str, attack: str, status: str, dataset: str = "mnist") -> dict[str, Any]:
     measured = status == "run"
-    return {"dataset": dataset, "arch": arch, "attack": attack, "eps": 0.125,
-            "baseline_adv_error_mean": 46.1 if measured else None,
-            "winn_adv_error_mean": 43.9 if measured else None,
-            "seeds": "0 1 2" if measured else "", "status": status}
+    return {
+        "dataset": dataset,
+        "arch": arch,
+        "attack": attack,
+        "eps": 0.125,
+        "baseline_adv_error_mean": 46.1 if measured else None,
+        "winn_adv_error_mean": 43.9 if measured else None,
+        "seeds": "0 1 2" if measured else "",
+        "status": status,
+    }
 
 
 def _write_table3(out: Path, rows: list[dict[str, Any]], name: str = "table3") -> dict[str, bytes]:
@@ -57,22 +63,41 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def _measured_table3(out: Path) -> dict[str, bytes]:
-    return _write_table3(out, [
-        _table3_row("vanilla", "fgsm", "run"), _table3_row("vanilla", PGD, "run"),
-        _table3_row("resnet32", "fgsm", NO_GPU_TEXT), _table3_row("resnet32", PGD, NO_GPU_TEXT),
-    ])
+    return _write_table3(
+        out,
+        [
+            _table3_row("vanilla", "fgsm", "run"),
+            _table3_row("vanilla", PGD, "run"),
+            _table3_row("resnet32", "fgsm", NO_GPU_TEXT),
+            _table3_row("resnet32", PGD, NO_GPU_TEXT),
+        ],
+    )
 
 
-def _table3(out: Path, data_dir: Path, runs: Path, *, dataset: str = "mnist", replace_measured: bool = False,
-            **kw: Any):
-    spec = Table3Spec(rows=[(dataset, "vanilla")], data_dir=str(data_dir), runs_dir=str(runs), device="cpu",
-                      progress=False, **kw)
+def _table3(
+    out: Path,
+    data_dir: Path,
+    runs: Path,
+    *,
+    dataset: str = "mnist",
+    replace_measured: bool = False,
+    **kw: Any,
+):
+    spec = Table3Spec(
+        rows=[(dataset, "vanilla")],
+        data_dir=str(data_dir),
+        runs_dir=str(runs),
+        device="cpu",
+        progress=False,
+        **kw,
+    )
     return reproduce_table3(spec, out_dir=out, replace_measured=replace_measured)
 
 
 def _table4(out: Path, data_dir: Path, runs: Path, **kw: Any):
-    return reproduce_table4(Table4Spec(data_dir=str(data_dir), runs_dir=str(runs), device="cpu"), out_dir=out,
-                            **kw)
+    return reproduce_table4(
+        Table4Spec(data_dir=str(data_dir), runs_dir=str(runs), device="cpu"), out_dir=out, **kw
+    )
 
 
 # ------------------------------------------------------------------ measured rows are kept
@@ -115,8 +140,16 @@ def test_a_missing_data_dir_is_an_error_not_a_not_run_table(tmp_path: Path) -> N
     with pytest.raises(DataUnavailableError, match="typo_dir does not exist"):
         _table4(out, tmp_path / "typo_dir", runs)
     with pytest.raises(DataUnavailableError, match="typo_dir does not exist"):
-        reproduce_table2(GridSpec(rows=[("mnist", "vanilla")], data_dir=str(tmp_path / "typo_dir"),
-                                  runs_dir=str(runs), device="cpu"), out_dir=out, command="t")
+        reproduce_table2(
+            GridSpec(
+                rows=[("mnist", "vanilla")],
+                data_dir=str(tmp_path / "typo_dir"),
+                runs_dir=str(runs),
+                device="cpu",
+            ),
+            out_dir=out,
+            command="t",
+        )
     assert _snapshot(out) == before
 
 
@@ -150,9 +183,19 @@ def test_table3_refuses_to_drop_a_measured_attack_row(tmp_path: Path) -> None:
 
 def _table2_csv(out: Path, rows: list[tuple[str, str, str, str]]) -> dict[str, bytes]:
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([{"dataset": d, "arch": a, "method": m, "paper_error_pct": 0.89,
-                   "error_at_best_val_pct_mean": 1.19 if s == "run" else None, "status": s}
-                  for d, a, m, s in rows]).to_csv(out / "table2.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "dataset": d,
+                "arch": a,
+                "method": m,
+                "paper_error_pct": 0.89,
+                "error_at_best_val_pct_mean": 1.19 if s == "run" else None,
+                "status": s,
+            }
+            for d, a, m, s in rows
+        ]
+    ).to_csv(out / "table2.csv", index=False)
     (out / "table2.md").write_text("# measured\n")
     return _snapshot(out)
 
@@ -160,10 +203,21 @@ def _table2_csv(out: Path, rows: list[tuple[str, str, str, str]]) -> dict[str, b
 def test_table2_refuses_to_mark_measured_rows_not_run_or_drop_them(tmp_path: Path) -> None:
     out, data, runs = tmp_path / "results", tmp_path / "empty-data", tmp_path / "runs"
     data.mkdir()
-    before = _table2_csv(out, [("mnist", "vanilla", "baseline", "run"), ("mnist", "vanilla", "winn", "run"),
-                               ("svhn", "resnet32", "baseline", NO_DATA)])
-    spec = GridSpec(rows=[("mnist", "vanilla"), ("svhn", "resnet32")], data_dir=str(data),
-                    runs_dir=str(runs), device="cpu", progress=False)
+    before = _table2_csv(
+        out,
+        [
+            ("mnist", "vanilla", "baseline", "run"),
+            ("mnist", "vanilla", "winn", "run"),
+            ("svhn", "resnet32", "baseline", NO_DATA),
+        ],
+    )
+    spec = GridSpec(
+        rows=[("mnist", "vanilla"), ("svhn", "resnet32")],
+        data_dir=str(data),
+        runs_dir=str(runs),
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(RunDirError, match="mnist/vanilla/baseline -> not run here.*mnist/vanilla/winn"):
         reproduce_table2(spec, out_dir=out, command="t")
     only_svhn = GridSpec(rows=[("svhn", "resnet32")], data_dir=str(data), runs_dir=str(runs), device="cpu")
@@ -179,12 +233,20 @@ def test_ablations_refuse_to_drop_measured_variants_before_training(tmp_path: Pa
     """ablations.json has no status column: every row there is measured."""
     out, runs = tmp_path / "results", tmp_path / "runs"
     out.mkdir()
-    rows = [{"variant": "alpha0.1", "alpha": 0.1, "attack": a, "eps": 0.125, "winn_adv_error_mean": 33.5}
-            for a in ("fgsm", PGD)]
+    rows = [
+        {"variant": "alpha0.1", "alpha": 0.1, "attack": a, "eps": 0.125, "winn_adv_error_mean": 33.5}
+        for a in ("fgsm", PGD)
+    ]
     (out / "ablations.json").write_text(json.dumps({"command": "measured", "rows": rows}))
     before = _snapshot(out)
-    spec = AblationSpec(variants=[Variant("tiny", epochs=1, synth_max_steps=2)], seeds=(0,),
-                        dataset="sample", runs_dir=str(runs), device="cpu", progress=False)
+    spec = AblationSpec(
+        variants=[Variant("tiny", epochs=1, synth_max_steps=2)],
+        seeds=(0,),
+        dataset="sample",
+        runs_dir=str(runs),
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(RunDirError, match=f"alpha0.1/fgsm -> dropped; alpha0.1/{PGD} -> dropped"):
         run_ablations(spec, out_dir=out, command="t")
     assert _snapshot(out) == before and not runs.exists()
@@ -202,8 +264,9 @@ def test_the_committed_results_are_protected(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="table3.json holds measured results"):
         _table3(out, data, runs)
     with pytest.raises(RunDirError, match="table2.csv holds measured results"):
-        reproduce_table2(GridSpec(data_dir=str(data), runs_dir=str(runs), device="cpu"), out_dir=out,
-                         command="t")
+        reproduce_table2(
+            GridSpec(data_dir=str(data), runs_dir=str(runs), device="cpu"), out_dir=out, command="t"
+        )
     assert _snapshot(out) == before and not runs.exists()
 
 
@@ -245,24 +308,41 @@ def test_unreadable_or_foreign_tables_are_refused(tmp_path: Path) -> None:
 def _record(cfg: TrainConfig) -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True)
-    (out / "record.json").write_text(json.dumps({"config": cfg.to_dict(), "status": "completed",
-                                                 "epochs_run": cfg.epochs, "wall_time_s": 1.0}))
+    (out / "record.json").write_text(
+        json.dumps(
+            {"config": cfg.to_dict(), "status": "completed", "epochs_run": cfg.epochs, "wall_time_s": 1.0}
+        )
+    )
 
 
 def test_train_or_reuse_reuses_and_refuses_another_configuration(tmp_path: Path) -> None:
-    cfg = TrainConfig(dataset="sample", method="winn", epochs=1, device="cpu", out=str(tmp_path / "run"),
-                      progress=False)
+    cfg = TrainConfig(
+        dataset="sample", method="winn", epochs=1, device="cpu", out=str(tmp_path / "run"), progress=False
+    )
     _record(cfg)
     assert train_or_reuse(cfg, "t")["status"] == "completed"  # same config: reused, no training
-    other = TrainConfig(dataset="sample", method="winn", epochs=1, device="cpu", seed=7,
-                        out=str(tmp_path / "run"), progress=False)
+    other = TrainConfig(
+        dataset="sample",
+        method="winn",
+        epochs=1,
+        device="cpu",
+        seed=7,
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
     with pytest.raises(RunDirError, match=r"holds a run with another configuration \(differs in seed\)"):
         train_or_reuse(other, "t")
 
 
-@pytest.mark.parametrize("text", ["{not json", json.dumps({"status": "completed"}), json.dumps([1, 2]),
-                                  json.dumps({"config": {"no_such_option": 1}, "status": "completed",
-                                              "epochs_run": 1})])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        json.dumps({"status": "completed"}),
+        json.dumps([1, 2]),
+        json.dumps({"config": {"no_such_option": 1}, "status": "completed", "epochs_run": 1}),
+    ],
+)
 def test_train_or_reuse_refuses_an_unreadable_record(tmp_path: Path, text: str) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "record.json").write_text(text)
@@ -287,7 +367,9 @@ def test_atomic_write_replaces_whole_files_and_keeps_modes(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("fail_at", ["fsync", "replace"])
 def test_an_interrupted_write_leaves_the_old_files_and_no_temp_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_at: str,
 ) -> None:
     files = {tmp_path / n: f"old {n}\n" for n in ("t.csv", "t.json", "t.md")}
     for p, text in files.items():
@@ -313,7 +395,8 @@ def test_an_interrupted_write_leaves_the_old_files_and_no_temp_files(
 
 
 def test_an_interrupted_table3_write_leaves_the_old_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """All four table files are rendered and written to temp files before any is replaced."""
     out, data, runs = tmp_path / "results", tmp_path / "empty-data", tmp_path / "runs"
@@ -341,8 +424,14 @@ def test_table_attack_lists_are_checked_before_any_work(tmp_path: Path, attacks:
     runs = tmp_path / "runs"
     with pytest.raises(BadValueError, match="give each attack once"):
         _table3(tmp_path / "out", tmp_path, runs, attacks=attacks)
-    spec = AblationSpec(variants=[Variant("tiny", epochs=1)], seeds=(0,), dataset="sample",
-                        runs_dir=str(runs), device="cpu", attacks=attacks)
+    spec = AblationSpec(
+        variants=[Variant("tiny", epochs=1)],
+        seeds=(0,),
+        dataset="sample",
+        runs_dir=str(runs),
+        device="cpu",
+        attacks=attacks,
+    )
     with pytest.raises(BadValueError, match="give each attack once"):
         run_ablations(spec, out_dir=tmp_path / "out", command="t")
     assert not runs.exists() and not (tmp_path / "out").exists()

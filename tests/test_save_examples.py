@@ -19,10 +19,33 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("examples")
     torch.save(trained_tiny_cnn(0), d / "tiny.pt")
     out = d / "out"
-    r = CliRunner().invoke(main, [
-        "attack", "--arch", "custom_model:tiny_cnn", "--weights", str(d / "tiny.pt"), "--dataset", "sample",
-        "--limit", "40", "--attack", "fgsm", "--attack", "pgd:steps=3", "--eps", "0.05", "--eps", "0.1",
-        "--out", str(out), "--save-examples", "--save-adversarial", "--quiet"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "--arch",
+            "custom_model:tiny_cnn",
+            "--weights",
+            str(d / "tiny.pt"),
+            "--dataset",
+            "sample",
+            "--limit",
+            "40",
+            "--attack",
+            "fgsm",
+            "--attack",
+            "pgd:steps=3",
+            "--eps",
+            "0.05",
+            "--eps",
+            "0.1",
+            "--out",
+            str(out),
+            "--save-examples",
+            "--save-adversarial",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return out
 
@@ -60,6 +83,7 @@ def test_saved_adversarial_sets_are_the_attacked_images(attacked: Path) -> None:
 
 
 def test_save_adversarial_needs_save_examples(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["attack", "--arch", "vanilla", "--out", str(tmp_path),
-                                  "--save-adversarial"])
+    r = CliRunner().invoke(
+        main, ["attack", "--arch", "vanilla", "--out", str(tmp_path), "--save-adversarial"]
+    )
     assert r.exit_code == 2 and "--save-adversarial needs --save-examples" in r.output

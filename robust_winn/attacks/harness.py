@@ -70,8 +70,7 @@ class _Data:
             lo, hi = float(images.min()), float(images.max())
             if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
                 raise BadValueError(
-                    f"images must lie in [-1, 1] (robust_winn models see x/255*2-1); got "
-                    f"[{lo:.3g}, {hi:.3g}]"
+                    f"images must lie in [-1, 1] (robust_winn models see x/255*2-1); got [{lo:.3g}, {hi:.3g}]"
                 )
             self.input_range_note = lo >= 0.0
             self._set = None
@@ -231,8 +230,7 @@ def evaluate(
 
     for n, m in named.items():
         if m.training:
-            _warn(warnings, [f"{n}: model was in train mode; evaluated in eval mode (restored "
-                             f"afterwards)"])
+            _warn(warnings, [f"{n}: model was in train mode; evaluated in eval mode (restored afterwards)"])
         m.to(dev)
     cuda = [dev] if dev.type == "cuda" else []
     counter = _ForwardCounter(named)
@@ -256,8 +254,14 @@ def evaluate(
     wall = time.perf_counter() - t0
     gpu_s = wall * ctx.world_size if dev.type == "cuda" else None
     record.update(
-        dataset=data.name, n=raw["labels"].numel(), batch_size=batch_size, device=str(dev),
-        seed=seed, eps=eps_list, wall_time_s=wall, cost={**raw["cost"], "gpu_s": gpu_s},
+        dataset=data.name,
+        n=raw["labels"].numel(),
+        batch_size=batch_size,
+        device=str(dev),
+        seed=seed,
+        eps=eps_list,
+        wall_time_s=wall,
+        cost={**raw["cost"], "gpu_s": gpu_s},
     )
     return record
 
@@ -273,6 +277,7 @@ class _ForwardCounter:
         def count(_module: nn.Module, args: tuple[Any, ...]) -> None:
             if args and isinstance(args[0], Tensor):
                 self.images[name] += int(args[0].shape[0])
+
         return count
 
     def close(self) -> None:
@@ -281,8 +286,15 @@ class _ForwardCounter:
 
 
 def _run(
-    named: dict[str, nn.Module], data: _Data, specs: list[AttackSpec], eps_list: list[float],
-    batch_size: int, dev: torch.device, seed: int, warnings: list[str], keep_images: bool = False,
+    named: dict[str, nn.Module],
+    data: _Data,
+    specs: list[AttackSpec],
+    eps_list: list[float],
+    batch_size: int,
+    dev: torch.device,
+    seed: int,
+    warnings: list[str],
+    keep_images: bool = False,
 ) -> dict[str, Any]:
     """The batched loop: clean pass (with input gradients), then every attack on every model."""
     images: dict[tuple[str, str, float], list[Tensor]] = defaultdict(list)
@@ -328,8 +340,12 @@ def _run(
                         attacked += x.shape[0]
                         if key not in built:
                             built[key] = build_attack(
-                                spec, m, eps=e, num_classes=num_classes,
-                                image_channels=x.shape[1], seed=seed,
+                                spec,
+                                m,
+                                eps=e,
+                                num_classes=num_classes,
+                                image_channels=x.shape[1],
+                                seed=seed,
                             )
                             built[key].set_device(dev)
                         x_adv = built[key](x, y).detach()  # (B, C, H, W) in [-1, 1]
@@ -346,8 +362,10 @@ def _run(
                             adv[(src, spec.label, e, scorer)].append(ms(x_adv).argmax(1).cpu())
                     times["score_time_s"] += time.perf_counter() - t1
     if outside > 1e-5:
-        _warn(warnings, [f"some adversarial examples leave the eps-ball or [0, 1] by {outside:.2e} "
-                         f"(attack bug)"])
+        _warn(
+            warnings,
+            [f"some adversarial examples leave the eps-ball or [0, 1] by {outside:.2e} (attack bug)"],
+        )
     return {
         "labels": torch.cat(labels),
         "clean": {k: torch.cat(v) for k, v in clean.items()},
@@ -394,8 +412,12 @@ def _sum_costs(costs: list[Any]) -> dict[str, Any]:
 
 
 def _summarise(
-    named: dict[str, nn.Module], specs: list[AttackSpec], eps_list: list[float],
-    raw: dict[str, Any], warnings: list[str], tolerance: float,
+    named: dict[str, nn.Module],
+    specs: list[AttackSpec],
+    eps_list: list[float],
+    raw: dict[str, Any],
+    warnings: list[str],
+    tolerance: float,
 ) -> dict[str, Any]:
     """Turn prediction tensors into the record's tables and run the sanity checks."""
     y = raw["labels"]
@@ -414,45 +436,67 @@ def _summarise(
     results, correction, worst = [], [], []
     for (src, label, e, scorer), pred in raw["adv"].items():
         spec = next(s for s in specs if s.label == label)
-        results.append({
-            "source": src, "scorer": scorer, "attack": label, "kind": spec.kind.value, "eps": e,
-            "type": "white-box" if src == scorer else "transfer", "n": n,
-            "errors": int(wrong_mask(pred, y).sum()), "error": error_rate(pred, y),
-        })
+        results.append(
+            {
+                "source": src,
+                "scorer": scorer,
+                "attack": label,
+                "kind": spec.kind.value,
+                "eps": e,
+                "type": "white-box" if src == scorer else "transfer",
+                "n": n,
+                "errors": int(wrong_mask(pred, y).sum()),
+                "error": error_rate(pred, y),
+            }
+        )
         if src != scorer:
             cr = correction_rates(raw["adv"][(src, label, e, src)], pred, y)
-            correction.append({
-                "referee": src, "other": scorer, "attack": label, "eps": e,
-                "referee_clean_error": models[src]["clean_error"], **cr.to_dict(),
-            })
+            correction.append(
+                {
+                    "referee": src,
+                    "other": scorer,
+                    "attack": label,
+                    "eps": e,
+                    "referee_clean_error": models[src]["clean_error"],
+                    **cr.to_dict(),
+                }
+            )
     for src in named:
         for scorer in named:
             for e in eps_list:
-                broken = torch.stack([
-                    wrong_mask(raw["adv"][(src, s.label, e, scorer)], y) for s in specs
-                ])  # (n_attacks, N)
+                broken = torch.stack(
+                    [wrong_mask(raw["adv"][(src, s.label, e, scorer)], y) for s in specs]
+                )  # (n_attacks, N)
                 clean_wrong = wrong_mask(raw["clean"][scorer], y)  # (N,)
-                worst.append({
-                    "source": src, "scorer": scorer, "eps": e,
-                    "attacks": [s.label for s in specs],
-                    "error": worst_case_error(broken, clean_wrong),  # RobustBench: clean or any attack
-                    "error_attacks_only": worst_case_error(broken),  # older convention, labelled
-                })
+                worst.append(
+                    {
+                        "source": src,
+                        "scorer": scorer,
+                        "eps": e,
+                        "attacks": [s.label for s in specs],
+                        "error": worst_case_error(broken, clean_wrong),  # RobustBench: clean or any attack
+                        "error_attacks_only": worst_case_error(broken),  # older convention, labelled
+                    }
+                )
     curves = [
         {
-            "source": src, "scorer": scorer, "attack": s.label,
+            "source": src,
+            "scorer": scorer,
+            "attack": s.label,
             "eps": [0.0] + [e for e in eps_list if e > 0],
-            "error": [models[scorer]["clean_error"]] + [
-                error_rate(raw["adv"][(src, s.label, e, scorer)], y) for e in eps_list if e > 0
-            ],
+            "error": [models[scorer]["clean_error"]]
+            + [error_rate(raw["adv"][(src, s.label, e, scorer)], y) for e in eps_list if e > 0],
         }
-        for src in named for scorer in named for s in specs
+        for src in named
+        for scorer in named
+        for s in specs
     ]
     _warn(warnings, run_sanity_checks(results, tolerance=tolerance + 1.0 / n))
     return {
         "models": models,
-        "attacks": [{"label": s.label, "name": s.name, "params": s.params, "kind": s.kind.value}
-                    for s in specs],
+        "attacks": [
+            {"label": s.label, "name": s.name, "params": s.params, "kind": s.kind.value} for s in specs
+        ],
         "results": results,
         "correction": correction,
         "worst_case": worst,

@@ -31,10 +31,16 @@ def attack_table(record: dict[str, Any]) -> pd.DataFrame:
     rows: dict[tuple[str, str, float], dict[str, Any]] = {}
     for r in record["results"]:
         key = (r["source"], r["attack"], r["eps"])
-        row = rows.setdefault(key, {
-            "referee": r["source"], "attack": r["attack"], "eps": r["eps"], "n": r["n"],
-            "clean_error_%": _pct(clean[r["source"]]),
-        })
+        row = rows.setdefault(
+            key,
+            {
+                "referee": r["source"],
+                "attack": r["attack"],
+                "eps": r["eps"],
+                "n": r["n"],
+                "clean_error_%": _pct(clean[r["source"]]),
+            },
+        )
         if r["type"] == "white-box":
             row["adversarial_error_%"] = _pct(r["error"])
             row["N_A"] = r["errors"]
@@ -48,11 +54,16 @@ def attack_table(record: dict[str, Any]) -> pd.DataFrame:
     if len(record["attacks"]) > 1:
         for w in record["worst_case"]:
             if w["source"] == w["scorer"]:
-                table.append({
-                    "referee": w["source"], "attack": "worst case (clean or any attack)", "eps": w["eps"],
-                    "n": record["n"], "clean_error_%": _pct(clean[w["source"]]),
-                    "adversarial_error_%": _pct(w["error"]),
-                })
+                table.append(
+                    {
+                        "referee": w["source"],
+                        "attack": "worst case (clean or any attack)",
+                        "eps": w["eps"],
+                        "n": record["n"],
+                        "clean_error_%": _pct(clean[w["source"]]),
+                        "adversarial_error_%": _pct(w["error"]),
+                    }
+                )
     return pd.DataFrame(table)
 
 
@@ -61,11 +72,17 @@ def curve_table(record: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for c in record["curves"]:
         for e, err in zip(c["eps"], c["error"], strict=True):
-            rows.append({
-                "source": c["source"], "scorer": c["scorer"], "attack": c["attack"],
-                "type": "white-box" if c["source"] == c["scorer"] else "transfer",
-                "eps": e, "error": err, "accuracy": 1.0 - err,
-            })
+            rows.append(
+                {
+                    "source": c["source"],
+                    "scorer": c["scorer"],
+                    "attack": c["attack"],
+                    "type": "white-box" if c["source"] == c["scorer"] else "transfer",
+                    "eps": e,
+                    "error": err,
+                    "accuracy": 1.0 - err,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -78,8 +95,9 @@ def _plot(curves: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for (src, scorer, atk), g in curves.groupby(["source", "scorer", "attack"], sort=False):
         label = f"{atk} on {src}" + ("" if src == scorer else f", scored by {scorer}")
-        ax.plot(g["eps"], 100 * g["accuracy"], marker="o",
-                linestyle="-" if src == scorer else "--", label=label)
+        ax.plot(
+            g["eps"], 100 * g["accuracy"], marker="o", linestyle="-" if src == scorer else "--", label=label
+        )
     ax.set_xlabel("eps (L-inf, [0, 1] pixel units)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
@@ -91,8 +109,13 @@ def _plot(curves: pd.DataFrame, path: Path) -> None:
 
 
 # An attack's files; prefixed so that they never collide with a training run's record.json.
-ATTACK_FILES = ("attack-record.json", "attack-table.csv", "attack-table.md", "attack-curve.csv",
-                "attack-curve.png")
+ATTACK_FILES = (
+    "attack-record.json",
+    "attack-table.csv",
+    "attack-table.md",
+    "attack-curve.csv",
+    "attack-curve.png",
+)
 
 
 def write_attack_outputs(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
@@ -126,8 +149,11 @@ def examples_frame(outcomes: Outcomes, record: dict[str, Any], model: str) -> pd
     """
     assert outcomes.labels is not None
     labels = outcomes.labels
-    cols: dict[str, Any] = {"index": range(labels.numel()), "label": labels.numpy(),
-                            "clean_pred": outcomes.clean[model].numpy()}
+    cols: dict[str, Any] = {
+        "index": range(labels.numel()),
+        "label": labels.numpy(),
+        "clean_pred": outcomes.clean[model].numpy(),
+    }
     first = ["clean" if wrong else "" for wrong in (outcomes.clean[model] != labels).tolist()]
     for a in record["attacks"]:
         for e in record["eps"]:
@@ -164,8 +190,13 @@ def write_examples(outcomes: Outcomes, record: dict[str, Any], out: str | Path) 
         if not mine:
             continue
         pt = out / f"adversarial-{model}.pt"
-        torch.save({"labels": outcomes.labels,
-                    "examples": {_tag(a, e): _exact_uint8(x) for (_, a, e), x in mine.items()}}, pt)
+        torch.save(
+            {
+                "labels": outcomes.labels,
+                "examples": {_tag(a, e): _exact_uint8(x) for (_, a, e), x in mine.items()},
+            },
+            pt,
+        )
         (_, _, eps), adv = max(mine.items(), key=lambda kv: kv[0][2])  # the largest eps
         clean = outcomes.clean_images
         assert clean is not None  # kept with the images

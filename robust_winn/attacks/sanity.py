@@ -57,9 +57,13 @@ def _iterative_vs_single_step(rows: Sequence[Row], tol: float) -> list[str]:
             fgsm[key] = max(fgsm.get(key, 0.0), r["error"])
     for r in rows:
         key = (r["source"], r["eps"])
-        if (r["source"] == r["scorer"] and key in fgsm and r["eps"] > 0
-                and r["kind"] in (AttackKind.ITERATIVE.value, AttackKind.ENSEMBLE.value)
-                and r["error"] < fgsm[key] - tol):
+        if (
+            r["source"] == r["scorer"]
+            and key in fgsm
+            and r["eps"] > 0
+            and r["kind"] in (AttackKind.ITERATIVE.value, AttackKind.ENSEMBLE.value)
+            and r["error"] < fgsm[key] - tol
+        ):
             out.append(
                 f"{r['attack']} on {r['source']} at eps={r['eps']}: error {_pct(r['error'])} "
                 f"below single-step FGSM's {_pct(fgsm[key])}; an iterative attack should be at "
@@ -75,8 +79,12 @@ def _unbounded_reaches_full_error(rows: Sequence[Row], tol: float) -> list[str]:
     """
     out = []
     for r in rows:
-        if (r["source"] == r["scorer"] and r["eps"] >= 1.0
-                and r["kind"] != AttackKind.SINGLE_STEP.value and r["error"] < 1.0 - tol):
+        if (
+            r["source"] == r["scorer"]
+            and r["eps"] >= 1.0
+            and r["kind"] != AttackKind.SINGLE_STEP.value
+            and r["error"] < 1.0 - tol
+        ):
             out.append(
                 f"{r['attack']} on {r['source']} at eps=1 reaches only {_pct(r['error'])} error; "
                 f"an unbounded attack should reach ~100% (Carlini et al. 2019 §5.2)"
@@ -105,8 +113,12 @@ def _weaker_access_beats_white_box(rows: Sequence[Row], tol: float) -> list[str]
                 f"(Carlini et al. 2019 §5.5)"
             )
         key = (r["source"], r["eps"])
-        if (r["source"] == r["scorer"] and r["kind"] == AttackKind.GRADIENT_FREE.value
-                and key in best_grad and r["error"] > best_grad[key] + tol):
+        if (
+            r["source"] == r["scorer"]
+            and r["kind"] == AttackKind.GRADIENT_FREE.value
+            and key in best_grad
+            and r["error"] > best_grad[key] + tol
+        ):
             out.append(
                 f"{r['attack']} (gradient-free) on {r['source']} at eps={r['eps']}: error "
                 f"{_pct(r['error'])} above the best gradient attack's {_pct(best_grad[key])}; "

@@ -41,6 +41,7 @@ __all__ = ["attack", "reproduce_table3", "reproduce_table4"]
 
 log = logging.getLogger(__name__)
 
+
 def _read_checkpoint(path: str, option: str, trusted: Collection[str], trust_code: bool) -> dict[str, Any]:
     """Load and check a classifier checkpoint (metadata, trusted code) before any work."""
     try:
@@ -82,8 +83,8 @@ def _load_arch(arch: str, weights: str | None, data: DataSplits, dev: torch.devi
         raise click.BadParameter(f"cannot read {weights}: {exc}", param_hint="--weights") from exc
     if isinstance(state, dict) and "model_state" in state:
         raise click.BadParameter(
-            f"{weights} is a robust_winn checkpoint; pass it with --model instead",
-            param_hint="--weights")
+            f"{weights} is a robust_winn checkpoint; pass it with --model instead", param_hint="--weights"
+        )
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
@@ -107,57 +108,131 @@ def _command(ctx: click.Context) -> str:
 
 
 @click.command("attack", cls=RobustWinnCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model_path", type=click.Path(dir_okay=False),
-              help="robust_winn checkpoint (.pt) of the model to attack; its dataset is the "
-                   "default --dataset.")
-@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False),
-              help="Second checkpoint: both models are attacked and each scores the other's "
-                   "examples (paper Table 3: adversarial errors, correction rates, transfer).")
-@click.option("--arch", help="Instead of --model: a registered name or 'pkg.module:factory' "
-                             "returning an nn.Module that maps [-1,1] images to (N, K) logits. "
-                             "With --model: the import string that the checkpoint names as its "
-                             "architecture, which you thereby trust to be imported and run.")
-@click.option("--weights", type=click.Path(dir_okay=False),
-              help="state_dict file (torch.save(model.state_dict())) loaded into --arch.")
-@click.option("--attack", "attacks", multiple=True, default=("fgsm",), show_default=True,
-              help="Attack name, repeatable: fgsm, pgd, apgd, autoattack, square; parameters as "
-                   "'pgd:steps=40,alpha=0.01,restarts=5' (see `robust-winn list`).")
-@click.option("--eps", "eps", multiple=True, type=FiniteFloat(min=0, max=1), default=(MNIST_EPS,),
-              show_default=True,
-              help="L-inf radius in [0, 1] pixel units, repeatable (paper MNIST: 0.125 = the "
-                   "code's 0.25 on [-1, 1]).")
-@click.option("--dataset", default=None,
-              help="Registered dataset whose test split is attacked [default: the checkpoint's "
-                   "dataset, else mnist].")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
-              help="Root holding the torchvision layout, e.g. DIR/MNIST/raw/*.gz.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Output folder: attack-record.json, attack-table.csv, attack-table.md, "
-                   "attack-curve.csv, attack-curve.png (a training run's folder is fine).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    help="robust_winn checkpoint (.pt) of the model to attack; its dataset is the default --dataset.",
+)
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(dir_okay=False),
+    help="Second checkpoint: both models are attacked and each scores the other's "
+    "examples (paper Table 3: adversarial errors, correction rates, transfer).",
+)
+@click.option(
+    "--arch",
+    help="Instead of --model: a registered name or 'pkg.module:factory' "
+    "returning an nn.Module that maps [-1,1] images to (N, K) logits. "
+    "With --model: the import string that the checkpoint names as its "
+    "architecture, which you thereby trust to be imported and run.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="state_dict file (torch.save(model.state_dict())) loaded into --arch.",
+)
+@click.option(
+    "--attack",
+    "attacks",
+    multiple=True,
+    default=("fgsm",),
+    show_default=True,
+    help="Attack name, repeatable: fgsm, pgd, apgd, autoattack, square; parameters as "
+    "'pgd:steps=40,alpha=0.01,restarts=5' (see `robust-winn list`).",
+)
+@click.option(
+    "--eps",
+    "eps",
+    multiple=True,
+    type=FiniteFloat(min=0, max=1),
+    default=(MNIST_EPS,),
+    show_default=True,
+    help="L-inf radius in [0, 1] pixel units, repeatable (paper MNIST: 0.125 = the code's 0.25 on [-1, 1]).",
+)
+@click.option(
+    "--dataset",
+    default=None,
+    help="Registered dataset whose test split is attacked [default: the checkpoint's dataset, else mnist].",
+)
+@click.option(
+    "--data-dir",
+    default="data",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Root holding the torchvision layout, e.g. DIR/MNIST/raw/*.gz.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: attack-record.json, attack-table.csv, attack-table.md, "
+    "attack-curve.csv, attack-curve.png (a training run's folder is fine).",
+)
 @overwrite_option("attack results")
 @trust_option
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Attack only the first N test images (quick runs) [default: all].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=ATTACK_BATCH_SIZE, show_default=True,
-              help="Images per attack batch.")
-@click.option("--device", default="auto", show_default=True, callback=device_option_check,
-              help="auto (cuda if available), cpu, cuda or cuda:N.")
-@click.option("--seed", type=SEED, default=0, show_default=True,
-              help="Seeds PGD random starts and the seeded attacks (APGD, FAB, Square).")
-@click.option("--save-examples", is_flag=True,
-              help="Also write examples-MODEL.csv per model: each test index, label, clean prediction, "
-                   "each attack's prediction and which (attack, eps) broke it first ('clean' for a "
-                   "clean mistake).")
-@click.option("--save-adversarial", is_flag=True,
-              help="With --save-examples: also adversarial-MODEL.pt (every adversarial set in [0, 1] "
-                   "pixel units, uint8 where exact, else float32) and examples-MODEL.png (clean / "
-                   "adversarial / perturbation of the first 8 images, largest eps).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Attack only the first N test images (quick runs) [default: all].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=ATTACK_BATCH_SIZE,
+    show_default=True,
+    help="Images per attack batch.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=device_option_check,
+    help="auto (cuda if available), cpu, cuda or cuda:N.",
+)
+@click.option(
+    "--seed",
+    type=SEED,
+    default=0,
+    show_default=True,
+    help="Seeds PGD random starts and the seeded attacks (APGD, FAB, Square).",
+)
+@click.option(
+    "--save-examples",
+    is_flag=True,
+    help="Also write examples-MODEL.csv per model: each test index, label, clean prediction, "
+    "each attack's prediction and which (attack, eps) broke it first ('clean' for a "
+    "clean mistake).",
+)
+@click.option(
+    "--save-adversarial",
+    is_flag=True,
+    help="With --save-examples: also adversarial-MODEL.pt (every adversarial set in [0, 1] "
+    "pixel units, uint8 where exact, else float32) and examples-MODEL.png (clean / "
+    "adversarial / perturbation of the first 8 images, largest eps).",
+)
 @click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 def attack(
-    model_path: str | None, baseline_path: str | None, arch: str | None, weights: str | None,
-    attacks: tuple[str, ...], eps: tuple[float, ...], dataset: str | None, data_dir: str,
-    out: str, overwrite: bool, trust_code: bool, limit: int | None, batch_size: int, device: str,
-    seed: int, save_examples: bool, save_adversarial: bool, quiet: bool,
+    model_path: str | None,
+    baseline_path: str | None,
+    arch: str | None,
+    weights: str | None,
+    attacks: tuple[str, ...],
+    eps: tuple[float, ...],
+    dataset: str | None,
+    data_dir: str,
+    out: str,
+    overwrite: bool,
+    trust_code: bool,
+    limit: int | None,
+    batch_size: int,
+    device: str,
+    seed: int,
+    save_examples: bool,
+    save_adversarial: bool,
+    quiet: bool,
 ) -> None:
     """Attack a classifier (and optionally a baseline) on a test set (paper §5.6, Tables 3-4).
 
@@ -177,14 +252,18 @@ def attack(
     if save_adversarial and not save_examples:
         raise click.UsageError("--save-adversarial needs --save-examples")
     if model_path is None and arch is None:
-        raise click.UsageError("give the model to attack with --model CKPT or --arch FACTORY "
-                               "(--weights FILE)")
+        raise click.UsageError(
+            "give the model to attack with --model CKPT or --arch FACTORY (--weights FILE)"
+        )
     for a in attacks:
         parse_attack(a)  # BadValueError / UnknownNameError: one line, exit 2
     for e in eps:
         check_eps(e)
-    dev = torch.device(device) if device != "auto" else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device != "auto"
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     trusted = (arch,) if arch is not None and model_path is not None else ()
     paths = {k: v for k, v in (("model", model_path), ("baseline", baseline_path)) if v}
     states = {k: _read_checkpoint(v, f"--{k}", trusted, trust_code) for k, v in paths.items()}
@@ -194,14 +273,21 @@ def attack(
         data = load_dataset(name, data_dir=data_dir, limit_test=limit)
         for k, st in states.items():
             _check_geometry(st, paths[k], data)
-        models = {k: _load_checkpoint_model(v, f"--{k}", dev, trusted, trust_code)
-                  for k, v in paths.items()}
+        models = {k: _load_checkpoint_model(v, f"--{k}", dev, trusted, trust_code) for k, v in paths.items()}
         if arch is not None and model_path is None:
             models = {"model": _load_arch(arch, weights, data, dev), **models}
             paths = {"model": arch, **paths}
         outcomes = Outcomes(keep_images=save_adversarial) if save_examples else None
-        record = evaluate(models, dataset=data, attacks=list(attacks), eps=list(eps),
-                          batch_size=batch_size, device=dev, seed=seed, outcomes=outcomes)
+        record = evaluate(
+            models,
+            dataset=data,
+            attacks=list(attacks),
+            eps=list(eps),
+            batch_size=batch_size,
+            device=dev,
+            seed=seed,
+            outcomes=outcomes,
+        )
         record = {
             **run_header(_command(click.get_current_context()), dev),
             "inputs": paths,
@@ -214,8 +300,9 @@ def attack(
     for r in record["results"]:
         if r["type"] != "white-box":
             continue
-        click.echo(f"{r['attack']} eps={r['eps']} on {r['source']}: "
-                   f"adversarial error {100 * r['error']:.2f}%")
+        click.echo(
+            f"{r['attack']} eps={r['eps']} on {r['source']}: adversarial error {100 * r['error']:.2f}%"
+        )
         for c in record["correction"]:
             if (c["referee"], c["attack"], c["eps"]) == (r["source"], r["attack"], r["eps"]):
                 rate = c["correction_rate"]

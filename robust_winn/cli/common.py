@@ -40,8 +40,14 @@ class _ErrorContract:
     ``robust-winn`` group and when invoked on their own (tests, embedding).
     """
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[misc]
         except click.exceptions.Abort:
@@ -97,14 +103,17 @@ def device_option_check(ctx: click.Context, param: click.Parameter, value: str) 
 
 def overwrite_option(what: str = "run") -> Any:
     """``--overwrite``: the only way to replace results already in ``--out``."""
-    return click.option("--overwrite", is_flag=True,
-                        help=f"Replace the {what} already in --out (refused without this flag).")
+    return click.option(
+        "--overwrite", is_flag=True, help=f"Replace the {what} already in --out (refused without this flag)."
+    )
 
 
 trust_option = click.option(
-    "--trust-checkpoint-code", "trust_code", is_flag=True,
+    "--trust-checkpoint-code",
+    "trust_code",
+    is_flag=True,
     help="Let checkpoints whose architecture is an import string 'pkg.module:factory' import and "
-         "run that code. Off by default: a checkpoint may only name registered models.",
+    "run that code. Off by default: a checkpoint may only name registered models.",
 )
 
 
@@ -116,6 +125,8 @@ def command_line() -> str:
 def setup_logging(quiet: bool) -> None:
     """INFO (or WARNING with ``--quiet``) messages on stderr, one plain line each."""
     logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
         force=True,
     )

@@ -119,8 +119,9 @@ def _knobs(cls: type, prefix: tuple[str, ...], preset_default: str | None) -> It
     hints = get_type_hints(cls)
     for f in fields(cls):
         if not f.metadata.get("help"):  # every knob is declared with its help (config.knob)
-            raise TypeError(f"{cls.__name__}.{f.name} has no help: declare it with "
-                            f"field(..., metadata=knob(help, ...))")
+            raise TypeError(
+                f"{cls.__name__}.{f.name} has no help: declare it with field(..., metadata=knob(help, ...))"
+            )
         cli = f.metadata.get("cli", True)
         if cli is False:
             continue
@@ -131,8 +132,9 @@ def _knobs(cls: type, prefix: tuple[str, ...], preset_default: str | None) -> It
             yield _knob(f, kind, {} if cli is True else dict(cli), (*prefix, f.name), preset_default)
 
 
-def _knob(f: Field[Any], kind: Any, cli: dict[str, Any], path: tuple[str, ...],
-          preset_default: str | None) -> Knob:
+def _knob(
+    f: Field[Any], kind: Any, cli: dict[str, Any], path: tuple[str, ...], preset_default: str | None
+) -> Knob:
     """The option of one field (see the module docstring for the mapping)."""
     meta = f.metadata
     flag = cli.get("flag", "--" + f.name.replace("_", "-"))
@@ -163,8 +165,9 @@ def _knob(f: Field[Any], kind: Any, cli: dict[str, Any], path: tuple[str, ...],
         attrs["callback"] = device_option_check
     attrs["help"] = help_text
     param = click.Option(decls, **attrs).name
-    return Knob(path=path, field=f, decls=tuple(decls), attrs=attrs, param=str(param), invert=invert,
-                enum=enum)
+    return Knob(
+        path=path, field=f, decls=tuple(decls), attrs=attrs, param=str(param), invert=invert, enum=enum
+    )
 
 
 def _type(kind: Any, enum: type[Enum] | None, meta: Mapping[str, Any], cli: Mapping[str, Any]) -> Any:

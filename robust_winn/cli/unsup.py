@@ -47,8 +47,9 @@ def _check_image_path(path: str, option: str) -> None:
     Image.init()
     suffix = Path(path).suffix.lower()
     if suffix not in Image.EXTENSION:
-        raise BadValueError(f"{option} {path}: unknown image type {suffix or '(no suffix)'!r}; "
-                            f"use e.g. .png or .jpg")
+        raise BadValueError(
+            f"{option} {path}: unknown image type {suffix or '(no suffix)'!r}; use e.g. .png or .jpg"
+        )
     check_writable_file(path, option)
 
 
@@ -80,8 +81,12 @@ UNSUP_KNOBS = Knobs(UnsupConfig, preset_default=Preset.PAPER.value)  # from the 
     "budget option overrides one value; its help gives both presets' values.",
 )
 @UNSUP_KNOBS
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint-last.pt exactly (only "
-              "--cascades, --device, data paths and --no-progress may differ from the run's).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from OUT/checkpoint-last.pt exactly (only "
+    "--cascades, --device, data paths and --no-progress may differ from the run's).",
+)
 @overwrite_option()
 @click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 def train_unsupervised_cmd(preset: str, resume: bool, overwrite: bool, quiet: bool, **kw: Any) -> None:
@@ -106,8 +111,9 @@ def train_unsupervised_cmd(preset: str, resume: bool, overwrite: bool, quiet: bo
     except NonFiniteLossError as exc:
         raise click.ClickException(one_line(exc)) from exc
     except KeyboardInterrupt:
-        click.echo(f"\nInterrupted. Finished iterations are kept in {cfg.out}; continue with --resume.",
-                   err=True)
+        click.echo(
+            f"\nInterrupted. Finished iterations are kept in {cfg.out}; continue with --resume.", err=True
+        )
         sys.exit(130)
     click.echo(
         f"unsupervised WINN {cfg.arch} on {record['dataset']['name']}: {record['cascades_done']} cascades, "
@@ -128,8 +134,14 @@ def _generate(
     from ..synthesis.cascade import generate
 
     return generate(
-        checkpoint, n, cascades=cascades, size=size, seed=seed, device=_device(device),
-        max_steps=max_steps, **kw,
+        checkpoint,
+        n,
+        cascades=cascades,
+        size=size,
+        seed=seed,
+        device=_device(device),
+        max_steps=max_steps,
+        **kw,
     )
 
 
@@ -148,8 +160,13 @@ _CASC = click.option(
 )
 _COMMON = [
     click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds p0 and every tau."),
-    click.option("--device", default="auto", show_default=True, callback=device_option_check,
-                 help="auto, cpu, cuda or cuda:N."),
+    click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        callback=device_option_check,
+        help="auto, cpu, cuda or cuda:N.",
+    ),
     click.option(
         "--max-steps", type=click.IntRange(min=0), default=None, help="Ascent step cap [default: the run's]."
     ),
@@ -168,9 +185,12 @@ def _common(fn: Any) -> Any:
 @_CKPT
 @_CASC
 @click.option("--n", type=_POS, default=64, show_default=True, help="Images to generate.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Image grid to write (.png, .jpg, ...); an existing file is refused without "
-                   "--overwrite.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Image grid to write (.png, .jpg, ...); an existing file is refused without --overwrite.",
+)
 @click.option(
     "--size",
     type=click.IntRange(min=16),
@@ -292,8 +312,9 @@ def score_cmd(
     else:
         scorer = load_classifier(classifier, map_location=dev, trust_code=trust_code)
     parts = [
-        _generate(checkpoint, min(chunk, n - s), cascades, None, seed + i, device, max_steps,
-                  trust_code=trust_code)
+        _generate(
+            checkpoint, min(chunk, n - s), cascades, None, seed + i, device, max_steps, trust_code=trust_code
+        )
         for i, s in enumerate(range(0, n, chunk))
     ]
     images = torch.cat(parts)

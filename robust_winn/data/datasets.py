@@ -453,23 +453,33 @@ def register_dataset(
 
 
 register_dataset(
-    "mnist", num_classes=10, default_val=15_000,
+    "mnist",
+    num_classes=10,
+    default_val=15_000,
     description="MNIST 28x28x1, 60k/10k; default split 45k train / last 15k validation (REFERENCE §1.1)",
 )(_mnist_like("MNIST", "MNIST", "mnist"))
 register_dataset(
-    "fashion-mnist", num_classes=10, default_val=15_000,
+    "fashion-mnist",
+    num_classes=10,
+    default_val=15_000,
     description="Fashion-MNIST 28x28x1, 60k/10k, split as MNIST",
 )(_mnist_like("FashionMNIST", "FashionMNIST", "fashion-mnist", debian="fashion-mnist"))
 register_dataset(
-    "svhn", num_classes=10, default_val=0,
+    "svhn",
+    num_classes=10,
+    default_val=0,
     description="SVHN 32x32x3, train_32x32.mat / test_32x32.mat under DIR/svhn (paper: train set only)",
 )(_load_svhn)
 register_dataset(
-    "cifar10", num_classes=10, default_val=5_000,
+    "cifar10",
+    num_classes=10,
+    default_val=5_000,
     description="CIFAR-10 32x32x3, python pickled batches under DIR/cifar-10-batches-py",
 )(_load_cifar10)
 register_dataset(
-    "sample", num_classes=10, default_val=500,
+    "sample",
+    num_classes=10,
+    default_val=500,
     description="bundled real MNIST sample (3,000 train / 1,000 test), offline, for the quickstart",
 )(_load_sample)
 

@@ -296,8 +296,9 @@ _POSITIVES: Registry[Callable[[_Request], PositiveSource]] = Registry(
 )
 
 
-@_POSITIVES.register(UnsupDataset.TEXTURE.value,
-                     description="random crops of one texture image, --image FILE (paper §5.2)")
+@_POSITIVES.register(
+    UnsupDataset.TEXTURE.value, description="random crops of one texture image, --image FILE (paper §5.2)"
+)
 def _texture(req: _Request) -> PositiveSource:
     """Fresh random ``size`` x ``size`` crops of the image file ``req.image``."""
     if req.image is None:
@@ -312,8 +313,10 @@ def _texture(req: _Request) -> PositiveSource:
     return TextureCrops(texture, crop=req.size, name=f"texture:{Path(req.image).name}")
 
 
-@_POSITIVES.register(UnsupDataset.IMAGE_FOLDER.value,
-                     description="every .png/.jpg/.jpeg/.bmp image of a folder, --folder DIR (released code)")
+@_POSITIVES.register(
+    UnsupDataset.IMAGE_FOLDER.value,
+    description="every .png/.jpg/.jpeg/.bmp image of a folder, --folder DIR (released code)",
+)
 def _image_folder(req: _Request) -> PositiveSource:
     """The images of ``req.folder`` (subfolders included), resized to ``size``."""
     if req.folder is None:
@@ -321,8 +324,10 @@ def _image_folder(req: _Request) -> PositiveSource:
     return _folder(Path(req.folder), req.size, req.limit)
 
 
-@_POSITIVES.register(UnsupDataset.CELEBA.value,
-                     description="CelebA train split under DIR/celeba, centre crop + resize (paper §5.3)")
+@_POSITIVES.register(
+    UnsupDataset.CELEBA.value,
+    description="CelebA train split under DIR/celeba, centre crop + resize (paper §5.3)",
+)
 def _celeba_source(req: _Request) -> PositiveSource:
     """CelebA's training images, centre-cropped to 178x178 and resized to ``size``."""
     return _celeba(req.data_dir, req.size, req.download, req.limit)
@@ -332,16 +337,18 @@ def _dataset_images(name: str) -> Callable[[_Request], PositiveSource]:
     """Source of the training images of a supervised dataset, labels dropped, no validation split."""
 
     def load(req: _Request) -> PositiveSource:
-        splits = load_dataset(name, data_dir=req.data_dir, download=req.download, val_size=0,
-                              limit_train=req.limit)
+        splits = load_dataset(
+            name, data_dir=req.data_dir, download=req.download, val_size=0, limit_train=req.limit
+        )
         return ImageTensorSource(name, splits.train.images)
 
     return load
 
 
 for _kind in (UnsupDataset.MNIST, UnsupDataset.SVHN, UnsupDataset.CIFAR10):
-    _POSITIVES.add(_kind.value, _dataset_images(_kind.value),
-                   f"the {_kind.value} training images, labels dropped")
+    _POSITIVES.add(
+        _kind.value, _dataset_images(_kind.value), f"the {_kind.value} training images, labels dropped"
+    )
 
 
 def list_positives() -> dict[str, str]:

@@ -87,9 +87,7 @@ def correction_rates(pred_a: Tensor, pred_b: Tensor, labels: Tensor) -> Correcti
     """
     wrong_a = wrong_mask(pred_a, labels)  # (N,)
     wrong_b = wrong_mask(pred_b, labels)  # (N,)
-    return CorrectionRates(
-        n=int(labels.numel()), n_a=int(wrong_a.sum()), n_ab=int((wrong_a & wrong_b).sum())
-    )
+    return CorrectionRates(n=int(labels.numel()), n_a=int(wrong_a.sum()), n_ab=int((wrong_a & wrong_b).sum()))
 
 
 def worst_case_error(broken: Tensor, clean_wrong: Tensor | None = None) -> float:

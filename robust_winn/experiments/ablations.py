@@ -60,11 +60,16 @@ class Variant:
 
 _B = TABLE_BUDGET
 DEFAULT_VARIANTS: tuple[Variant, ...] = (
-    Variant("default", notes=f"Table 2/3 setting: alpha {_B.alpha:g}, cap {_B.synth_max_steps}, "
-                             f"{_B.epochs} epochs"),
+    Variant(
+        "default",
+        notes=f"Table 2/3 setting: alpha {_B.alpha:g}, cap {_B.synth_max_steps}, {_B.epochs} epochs",
+    ),
     Variant(f"alpha{10 * _B.alpha:g}", alpha=10 * _B.alpha, notes="10x the paper's WINN weight"),
-    Variant(f"cap{5 * _B.synth_max_steps}", synth_max_steps=5 * _B.synth_max_steps,
-            notes="5x the synthesis budget"),
+    Variant(
+        f"cap{5 * _B.synth_max_steps}",
+        synth_max_steps=5 * _B.synth_max_steps,
+        notes="5x the synthesis budget",
+    ),
     Variant(f"epochs{2 * _B.epochs}", epochs=2 * _B.epochs, notes="2x the epochs"),
 )
 
@@ -91,13 +96,23 @@ def _config(spec: AblationSpec, v: Variant, method: Method, seed: int) -> TrainC
     when they train for Table 2's epochs, else shared under ``ablations/baseline-e<epochs>``."""
     shared = method is Method.BASELINE or v.is_default()
     base = v.epochs == TABLE_BUDGET.epochs and shared
-    folder = (Path(spec.runs_dir) / "table2") if base else (
-        Path(spec.runs_dir) / "ablations" / (f"baseline-e{v.epochs}" if shared else v.name))
+    folder = (
+        (Path(spec.runs_dir) / "table2")
+        if base
+        else (Path(spec.runs_dir) / "ablations" / (f"baseline-e{v.epochs}" if shared else v.name))
+    )
     alpha = TABLE_BUDGET.alpha if method is Method.BASELINE else v.alpha
     cap = TABLE_BUDGET.synth_max_steps if method is Method.BASELINE else v.synth_max_steps
     cfg = TrainConfig(
-        dataset=spec.dataset, data_dir=spec.data_dir, arch=v.arch, method=method,
-        epochs=v.epochs, seed=seed, device=spec.device, alpha=alpha, progress=spec.progress,
+        dataset=spec.dataset,
+        data_dir=spec.data_dir,
+        arch=v.arch,
+        method=method,
+        epochs=v.epochs,
+        seed=seed,
+        device=spec.device,
+        alpha=alpha,
+        progress=spec.progress,
         out=str(folder / f"{spec.dataset}-{v.arch}-{method.value}-s{seed}"),
         synthesis=SynthesisConfig(max_steps=cap),
     )
@@ -105,7 +120,11 @@ def _config(spec: AblationSpec, v: Variant, method: Method, seed: int) -> TrainC
 
 
 def run_ablations(
-    spec: AblationSpec, *, out_dir: str | Path, command: str, replace_measured: bool = False,
+    spec: AblationSpec,
+    *,
+    out_dir: str | Path,
+    command: str,
+    replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Train (or reuse) every variant x seed with its baseline, attack both, write the table.
 
@@ -145,8 +164,7 @@ def run_ablations(
                 rec = train_or_reuse(cfg, command)
                 train_s += rec["wall_time_s"] if method is Method.WINN else 0.0
                 models[method.value], _ = load_classifier(Path(cfg.out) / "checkpoint-best.pt", dev)
-            record = evaluate(models, dataset=data, attacks=attacks, eps=[eps], device=dev,
-                              seed=seed)
+            record = evaluate(models, dataset=data, attacks=attacks, eps=[eps], device=dev, seed=seed)
             warnings += [f"{v.name} seed {seed}: {w}" for w in record["warnings"]]
             for a in attacks:
                 n = {"seed": seed, **seed_numbers(record, a)}
@@ -154,8 +172,13 @@ def run_ablations(
                 per_seed.append({"variant": v.name, "attack": a, **n})
         for a in attacks:
             row: dict[str, Any] = {
-                "variant": v.name, "alpha": v.alpha, "synth_max_steps": v.synth_max_steps,
-                "epochs": v.epochs, "arch": v.arch, "attack": a, "eps": eps,
+                "variant": v.name,
+                "alpha": v.alpha,
+                "synth_max_steps": v.synth_max_steps,
+                "epochs": v.epochs,
+                "arch": v.arch,
+                "attack": a,
+                "eps": eps,
             }
             for key in nums[a][0]:
                 if key != "seed":
@@ -164,11 +187,19 @@ def run_ablations(
             row["notes"] = v.notes
             rows.append(row)
     df = pd.DataFrame(rows)
-    _write(df, pd.DataFrame(per_seed), out, {
-        **run_header(command, dev), "seeds": list(spec.seeds), "eps": eps,
-        "wall_time_s": time.perf_counter() - t0,
-        "warnings": warnings, "limit_test": spec.limit_test,
-    })
+    _write(
+        df,
+        pd.DataFrame(per_seed),
+        out,
+        {
+            **run_header(command, dev),
+            "seeds": list(spec.seeds),
+            "eps": eps,
+            "wall_time_s": time.perf_counter() - t0,
+            "warnings": warnings,
+            "limit_test": spec.limit_test,
+        },
+    )
     return df
 
 
@@ -178,8 +209,14 @@ def _fmt(m: Any, s: Any) -> str:
 
 def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any]) -> None:
     """The four ablation files, rendered in full first, then written atomically together."""
-    keys = ("baseline_clean_error", "winn_clean_error", "baseline_adv_error", "winn_adv_error",
-            "correction_by_winn", "correction_by_baseline")
+    keys = (
+        "baseline_clean_error",
+        "winn_clean_error",
+        "baseline_adv_error",
+        "winn_adv_error",
+        "correction_by_winn",
+        "correction_by_baseline",
+    )
     lines = [
         "# Ablations: WINN vs baseline under FGSM and PGD (%), mean ± std over seeds",
         "",
@@ -195,15 +232,24 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any
     ]
     for r in df.to_dict("records"):
         cells = " | ".join(_fmt(r[f"{k}_mean"], r[f"{k}_std"]) for k in keys)
-        lines.append(f"| {r['variant']} | {r['alpha']} | {r['synth_max_steps']} | {r['epochs']} | "
-                     f"{r['attack']} | {cells} |")
-    lines += ["", "Paper (Table 3, vanilla, FGSM, 200 epochs, cap 2000): adv. error 32.41 "
-              "(baseline) vs 7.99 (WINN); correction 90.00 by WINN, 46.93 by baseline."]
+        lines.append(
+            f"| {r['variant']} | {r['alpha']} | {r['synth_max_steps']} | {r['epochs']} | "
+            f"{r['attack']} | {cells} |"
+        )
+    lines += [
+        "",
+        "Paper (Table 3, vanilla, FGSM, 200 epochs, cap 2000): adv. error 32.41 "
+        "(baseline) vs 7.99 (WINN); correction 90.00 by WINN, 46.93 by baseline.",
+    ]
     if meta["warnings"]:
         lines += ["", "Sanity warnings:", ""] + [f"- {w}" for w in meta["warnings"]]
-    write_files_atomically({
-        out / "ablations.csv": df.to_csv(index=False),
-        out / "ablations-seeds.csv": seeds.to_csv(index=False),
-        out / "ablations.json": json.dumps({**meta, "rows": df.to_dict("records")}, indent=2, default=str),
-        out / "ablations.md": "\n".join(lines) + "\n",
-    })
+    write_files_atomically(
+        {
+            out / "ablations.csv": df.to_csv(index=False),
+            out / "ablations-seeds.csv": seeds.to_csv(index=False),
+            out / "ablations.json": json.dumps(
+                {**meta, "rows": df.to_dict("records")}, indent=2, default=str
+            ),
+            out / "ablations.md": "\n".join(lines) + "\n",
+        }
+    )

@@ -32,7 +32,8 @@ def summary_table(train_records: dict[str, dict[str, Any]], attack_record: dict[
     rows = []
     for name, rec in train_records.items():
         row: dict[str, Any] = {
-            "model": name, "epochs": rec["epochs_run"],
+            "model": name,
+            "epochs": rec["epochs_run"],
             "test_error_%": round(100 * rec["test_error_at_best_val"], 2),
         }
         for r in attack_record["results"]:
@@ -47,8 +48,15 @@ def summary_table(train_records: dict[str, dict[str, Any]], attack_record: dict[
     return pd.DataFrame(rows)
 
 
-def quickstart(out: str | Path = QUICKSTART_DIR, *, device: str = "cpu", seed: int = 0,
-               progress: bool = True, overwrite: bool = False, command: str | None = None) -> pd.DataFrame:
+def quickstart(
+    out: str | Path = QUICKSTART_DIR,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+    command: str | None = None,
+) -> pd.DataFrame:
     """Train baseline and WINN on the bundled sample, attack both, write OUT/summary.{md,json}.
 
     As in paper Table 3, a model's row gives its own FGSM adversarial error and the correction
@@ -65,28 +73,36 @@ def quickstart(out: str | Path = QUICKSTART_DIR, *, device: str = "cpu", seed: i
         for method in (Method.BASELINE, Method.WINN):  # refuse before any training, not halfway
             found = existing_results(out / method.value, RUN_FILES) if (out / method.value).is_dir() else []
             if found and not overwrite:
-                raise RunDirError(f"--out {out} already holds a quickstart ({method.value}/{found[0]}); "
-                                  f"pass --overwrite to replace it, or choose another --out")
+                raise RunDirError(
+                    f"--out {out} already holds a quickstart ({method.value}/{found[0]}); "
+                    f"pass --overwrite to replace it, or choose another --out"
+                )
         return _quickstart(out, dev, seed, progress, overwrite, command)
 
 
-def _quickstart(out: Path, dev: Any, seed: int, progress: bool, overwrite: bool,
-                command: str | None) -> pd.DataFrame:
+def _quickstart(
+    out: Path, dev: Any, seed: int, progress: bool, overwrite: bool, command: str | None
+) -> pd.DataFrame:
     from ..attacks.harness import evaluate
 
     records: dict[str, dict[str, Any]] = {}
     models = {}
     for method in (Method.BASELINE, Method.WINN):
         cfg = TrainConfig(
-            dataset="sample", method=method, epochs=QUICK["epochs"], seed=seed, device=str(dev),
-            out=str(out / method.value), progress=progress,
-            synthesis=SynthesisConfig(max_steps=QUICK["synth_max_steps"],
-                                      per_class=QUICK["synth_per_class"]),
+            dataset="sample",
+            method=method,
+            epochs=QUICK["epochs"],
+            seed=seed,
+            device=str(dev),
+            out=str(out / method.value),
+            progress=progress,
+            synthesis=SynthesisConfig(max_steps=QUICK["synth_max_steps"], per_class=QUICK["synth_per_class"]),
         )
         records[method.value] = train(cfg, overwrite=overwrite, command=command)
         models[method.value], _ = load_classifier(out / method.value / "checkpoint-best.pt", dev)
-    attack = evaluate(models, dataset="sample", attacks=list(QUICK["attacks"]),
-                      eps=[QUICK["eps"]], device=dev, seed=seed)
+    attack = evaluate(
+        models, dataset="sample", attacks=list(QUICK["attacks"]), eps=[QUICK["eps"]], device=dev, seed=seed
+    )
     table = summary_table(records, attack)
     (out / "attack-record.json").write_text(json.dumps(attack, indent=2, default=str))
     (out / "summary.md").write_text(table.to_markdown(index=False) + "\n")

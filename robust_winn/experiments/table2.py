@@ -40,8 +40,18 @@ from .presets import DATA_DIR, RESULTS_DIR, RUNS_DIR, TABLE2_ROWS, TABLE_BUDGET
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "GridSpec", "MEASURED", "PAPER_TABLE2", "TABLE2_KEY", "check_measured_kept", "mean_std", "plan_grid",
-    "reproduce_table2", "run_dir", "run_grid", "train_or_reuse", "write_files_atomically",
+    "GridSpec",
+    "MEASURED",
+    "PAPER_TABLE2",
+    "TABLE2_KEY",
+    "check_measured_kept",
+    "mean_std",
+    "plan_grid",
+    "reproduce_table2",
+    "run_dir",
+    "run_grid",
+    "train_or_reuse",
+    "write_files_atomically",
 ]
 
 # Paper Table 2, test error in percent.
@@ -159,7 +169,10 @@ def train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
 
 
 def run_grid(
-    spec: GridSpec, command: str, *, plan: Mapping[tuple[str, str], str] | None = None,
+    spec: GridSpec,
+    command: str,
+    *,
+    plan: Mapping[tuple[str, str], str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train (or reuse) every run of the grid; one result dict per (row, method).
 
@@ -170,13 +183,23 @@ def run_grid(
     for dataset, arch in spec.rows:
         status = plan[(dataset, arch)]
         for method in (Method.BASELINE, Method.WINN):
-            entry: dict[str, Any] = {"dataset": dataset, "arch": arch, "method": method.value,
-                                     "status": status, "records": {}}
+            entry: dict[str, Any] = {
+                "dataset": dataset,
+                "arch": arch,
+                "method": method.value,
+                "status": status,
+                "records": {},
+            }
             if status == MEASURED:
                 for seed in spec.seeds:
                     cfg = TrainConfig(
-                        dataset=dataset, data_dir=spec.data_dir, arch=arch, method=method,
-                        epochs=spec.epochs, seed=seed, device=spec.device,
+                        dataset=dataset,
+                        data_dir=spec.data_dir,
+                        arch=arch,
+                        method=method,
+                        epochs=spec.epochs,
+                        seed=seed,
+                        device=spec.device,
                         out=str(run_dir(spec, dataset, arch, method.value, seed)),
                         progress=spec.progress,
                         synthesis=SynthesisConfig(max_steps=spec.synth_max_steps),
@@ -216,8 +239,12 @@ def _existing_rows(out_dir: Path, name: str) -> tuple[Path, list[dict[str, Any]]
 
 
 def check_measured_kept(
-    out_dir: str | Path, name: str, key: Sequence[str], planned: Mapping[tuple[str, ...], str],
-    *, replace_measured: bool = False,
+    out_dir: str | Path,
+    name: str,
+    key: Sequence[str],
+    planned: Mapping[tuple[str, ...], str],
+    *,
+    replace_measured: bool = False,
 ) -> None:
     """Refuse to replace measured rows of the table already in ``out_dir`` by rows not measured.
 
@@ -316,16 +343,22 @@ def table2_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
         min_test = [100 * r["min_test_error"] for r in recs.values()]
         m, s = mean_std(at_val)
         mm, ms = mean_std(min_test)
-        rows.append({
-            "dataset": e["dataset"], "arch": e["arch"], "method": e["method"],
-            "paper_error_pct": PAPER_TABLE2.get((e["dataset"], e["arch"], e["method"])),
-            "error_at_best_val_pct_mean": m, "error_at_best_val_pct_std": s,
-            "min_test_error_pct_mean": mm, "min_test_error_pct_std": ms,
-            "seeds": " ".join(str(k) for k in recs),
-            "per_seed_error_at_best_val_pct": " ".join(f"{v:.2f}" for v in at_val),
-            "epochs": next((r["epochs_run"] for r in recs.values()), None),
-            "status": e["status"],
-        })
+        rows.append(
+            {
+                "dataset": e["dataset"],
+                "arch": e["arch"],
+                "method": e["method"],
+                "paper_error_pct": PAPER_TABLE2.get((e["dataset"], e["arch"], e["method"])),
+                "error_at_best_val_pct_mean": m,
+                "error_at_best_val_pct_std": s,
+                "min_test_error_pct_mean": mm,
+                "min_test_error_pct_std": ms,
+                "seeds": " ".join(str(k) for k in recs),
+                "per_seed_error_at_best_val_pct": " ".join(f"{v:.2f}" for v in at_val),
+                "epochs": next((r["epochs_run"] for r in recs.values()), None),
+                "status": e["status"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -365,14 +398,20 @@ def write_table2(df: pd.DataFrame, out_dir: Path, meta: dict[str, Any]) -> None:
         "test epoch, which the released code logs and which selects on the test set "
         "(REFERENCE §1.8 cannot tell which the paper reports).",
     ]
-    write_files_atomically({
-        out_dir / "table2.csv": df.to_csv(index=False),
-        out_dir / "table2.md": "\n".join(lines) + "\n",
-    })
+    write_files_atomically(
+        {
+            out_dir / "table2.csv": df.to_csv(index=False),
+            out_dir / "table2.md": "\n".join(lines) + "\n",
+        }
+    )
 
 
 def reproduce_table2(
-    spec: GridSpec, *, out_dir: str | Path = RESULTS_DIR, command: str, replace_measured: bool = False,
+    spec: GridSpec,
+    *,
+    out_dir: str | Path = RESULTS_DIR,
+    command: str,
+    replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Train the grid, write results/table2.{csv,md}, return the frame.
 
@@ -394,8 +433,10 @@ def reproduce_table2(
     df = table2_frame(results)
     check_measured_kept(out, "table2", TABLE2_KEY, _table2_keys(df), replace_measured=replace_measured)
     meta = {
-        **run_header(command, resolve_device(spec.device)), "seeds": ", ".join(map(str, spec.seeds)),
-        "epochs": spec.epochs, "synth_max_steps": spec.synth_max_steps,
+        **run_header(command, resolve_device(spec.device)),
+        "seeds": ", ".join(map(str, spec.seeds)),
+        "epochs": spec.epochs,
+        "synth_max_steps": spec.synth_max_steps,
         "wall_time_s": sum(r["wall_time_s"] for e in results for r in e["records"].values()),
         "reproduce_wall_time_s": time.perf_counter() - t0,
     }

@@ -60,8 +60,15 @@ from .table2 import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "AttackTableSpec", "PAPER_TABLE3", "PAPER_TABLE4", "PGD_MNIST", "Table3Spec", "Table4Spec",
-    "reproduce_table3", "reproduce_table4", "seed_numbers",
+    "AttackTableSpec",
+    "PAPER_TABLE3",
+    "PAPER_TABLE4",
+    "PGD_MNIST",
+    "Table3Spec",
+    "Table4Spec",
+    "reproduce_table3",
+    "reproduce_table4",
+    "seed_numbers",
 ]
 
 METRICS = ("baseline_adv_error", "winn_adv_error", "correction_by_winn", "correction_by_baseline")
@@ -70,8 +77,7 @@ PAPER_TABLE3 = {"vanilla": (32.41, 7.99, 90.00, 46.93), "resnet32": (11.28, 2.05
 PAPER_TABLE4 = {"resnet32": (29.29, 19.53, 74.39, 51.37)}
 # Columns of TABLE-seeds.csv: one row per (arch, attack, seed); the header is written even when
 # no row was run, so that a reader of e.g. table4-seeds.csv sees what would be there.
-SEED_COLUMNS = ("arch", "attack", "eps", "seed", "baseline_clean_error", "winn_clean_error",
-                *METRICS)
+SEED_COLUMNS = ("arch", "attack", "eps", "seed", "baseline_clean_error", "winn_clean_error", *METRICS)
 TABLE_KEY = ("dataset", "arch", "attack")  # the columns that name a row of table3/4.json
 NOT_REQUESTED = "not requested"
 
@@ -109,8 +115,7 @@ class Table4Spec(AttackTableSpec):
 
 def seed_numbers(record: dict[str, Any], attack: str) -> dict[str, float | None]:
     """The four Table-3 numbers (percent) of one seed from one harness record."""
-    white = {r["source"]: r for r in record["results"]
-             if r["attack"] == attack and r["type"] == "white-box"}
+    white = {r["source"]: r for r in record["results"] if r["attack"] == attack and r["type"] == "white-box"}
     corr = {c["referee"]: c for c in record["correction"] if c["attack"] == attack}
 
     def pct(x: float | None) -> float | None:
@@ -127,8 +132,15 @@ def seed_numbers(record: dict[str, Any], attack: str) -> dict[str, float | None]
 
 
 def _attack_seed(
-    spec: GridSpec, dataset: str, arch: str, seed: int, *, attacks: Sequence[str], eps: float,
-    limit_test: int | None, batch_size: int,
+    spec: GridSpec,
+    dataset: str,
+    arch: str,
+    seed: int,
+    *,
+    attacks: Sequence[str],
+    eps: float,
+    limit_test: int | None,
+    batch_size: int,
 ) -> dict[str, Any]:
     dev = resolve_device(spec.device)
     models = {}
@@ -137,12 +149,16 @@ def _attack_seed(
             run_dir(spec, dataset, arch, method, seed) / "checkpoint-best.pt", map_location=dev
         )
     data = load_dataset(dataset, data_dir=spec.data_dir, limit_test=limit_test)
-    return evaluate(models, dataset=data, attacks=attacks, eps=[eps], batch_size=batch_size,
-                    device=dev, seed=seed)
+    return evaluate(
+        models, dataset=data, attacks=attacks, eps=[eps], batch_size=batch_size, device=dev, seed=seed
+    )
 
 
 def _arch_statuses(
-    spec: GridSpec, dataset: str, archs: Sequence[str], paper: Mapping[str, tuple[float, ...]],
+    spec: GridSpec,
+    dataset: str,
+    archs: Sequence[str],
+    paper: Mapping[str, tuple[float, ...]],
     plan: Mapping[tuple[str, str], str],
 ) -> dict[str, str]:
     """Status of every row's architecture: the grid's plan, or why a paper-only row is not run."""
@@ -159,15 +175,22 @@ def _arch_statuses(
 
 
 def _reproduce(
-    name: str, *, paper: dict[str, tuple[float, ...]], spec: AttackTableSpec, out_dir: str | Path,
-    command: str | None, replace_measured: bool,
+    name: str,
+    *,
+    paper: dict[str, tuple[float, ...]],
+    spec: AttackTableSpec,
+    out_dir: str | Path,
+    command: str | None,
+    replace_measured: bool,
 ) -> pd.DataFrame:
     t0 = time.perf_counter()
     # Every input is checked before the first run is trained: no hour of work is lost to a typo.
     datasets = list(dict.fromkeys(d for d, _ in spec.rows))
     if len(datasets) != 1:
-        raise BadValueError(f"a table of adversarial errors attacks the rows of one dataset, got "
-                            f"{', '.join(datasets) or 'no rows'}")
+        raise BadValueError(
+            f"a table of adversarial errors attacks the rows of one dataset, got "
+            f"{', '.join(datasets) or 'no rows'}"
+        )
     dataset, archs = datasets[0], [a for _, a in spec.rows]
     limit_test, batch_size = spec.limit_test, spec.batch_size
     attacks = [parse_attack(a).label for a in spec.attacks]  # canonical labels, as in the records
@@ -191,8 +214,16 @@ def _reproduce(
         seeds: dict[str, list[dict[str, Any]]] = {a: [] for a in attacks}
         if status == MEASURED:
             for seed in spec.seeds:
-                rec = _attack_seed(spec, dataset, arch, seed, attacks=attacks, eps=eps,
-                                   limit_test=limit_test, batch_size=batch_size)
+                rec = _attack_seed(
+                    spec,
+                    dataset,
+                    arch,
+                    seed,
+                    attacks=attacks,
+                    eps=eps,
+                    limit_test=limit_test,
+                    batch_size=batch_size,
+                )
                 warnings += [f"{arch} seed {seed}: {w}" for w in rec["warnings"]]
                 for a in attacks:
                     nums = {"seed": seed, **seed_numbers(rec, a)}
@@ -210,15 +241,23 @@ def _reproduce(
             rows.append(row)
     df = pd.DataFrame(rows)
     check_measured_kept(  # the rows as written (the same as planned; the table may have changed)
-        out_dir, name, TABLE_KEY,
+        out_dir,
+        name,
+        TABLE_KEY,
         {(str(r["dataset"]), str(r["arch"]), str(r["attack"])): r["status"] for r in rows},
         replace_measured=replace_measured,
     )
     dev = resolve_device(spec.device)
     meta = {
-        **run_header(command, dev), "seeds": list(spec.seeds), "epochs": spec.epochs,
-        "synth_max_steps": spec.synth_max_steps, "eps": eps, "attacks": list(attacks),
-        "limit_test": limit_test, "wall_time_s": time.perf_counter() - t0, "warnings": warnings,
+        **run_header(command, dev),
+        "seeds": list(spec.seeds),
+        "epochs": spec.epochs,
+        "synth_max_steps": spec.synth_max_steps,
+        "eps": eps,
+        "attacks": list(attacks),
+        "limit_test": limit_test,
+        "wall_time_s": time.perf_counter() - t0,
+        "warnings": warnings,
     }
     _write(name, df, pd.DataFrame(per_seed, columns=list(SEED_COLUMNS)), meta, out_dir)
     return df
@@ -228,8 +267,7 @@ def _fmt(m: Any, s: Any) -> str:
     return "-" if m is None or pd.isna(m) else f"{m:.2f} ± {s:.2f}"
 
 
-def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any],
-           out: Path) -> None:
+def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any], out: Path) -> None:
     """The four files of a table, rendered in full first, then written atomically together."""
     lines = [
         f"# Table {name[-1]}: adversarial error and correction rates (%), paper vs robust_winn",
@@ -248,11 +286,15 @@ def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in df.to_dict("records"):
-        clean = (f"{_fmt(r['baseline_clean_error_mean'], r['baseline_clean_error_std'])} / "
-                 f"{_fmt(r['winn_clean_error_mean'], r['winn_clean_error_std'])}")
+        clean = (
+            f"{_fmt(r['baseline_clean_error_mean'], r['baseline_clean_error_std'])} / "
+            f"{_fmt(r['winn_clean_error_mean'], r['winn_clean_error_std'])}"
+        )
         ours = " | ".join(_fmt(r[f"{k}_mean"], r[f"{k}_std"]) for k in METRICS)
-        lines.append(f"| {r['arch']} | {r['attack']} | ours (seeds {r['seeds'] or '-'}) | "
-                     f"{clean} | {ours} | {r['status']} |")
+        lines.append(
+            f"| {r['arch']} | {r['attack']} | ours (seeds {r['seeds'] or '-'}) | "
+            f"{clean} | {ours} | {r['status']} |"
+        )
         if r["paper_baseline_adv_error"] is not None and not pd.isna(r["paper_baseline_adv_error"]):
             paper = " | ".join(f"{r[f'paper_{k}']:.2f}" for k in METRICS)
             lines.append(f"| {r['arch']} | {r['attack']} | paper | - | {paper} | |")
@@ -262,23 +304,31 @@ def _write(name: str, df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any
         "Correction rate by B = share of the referee's adversarial errors that B classifies "
         "correctly, 1 - N_AB / N_A (REFERENCE §2); '-' where N_A = 0 for every seed. FGSM is "
         "batched (the released script attacks one image at a time; same sign of the gradient)."
-        + (f" PGD ({PGD_MNIST}, random start) has no paper counterpart: it checks that FGSM "
-           "numbers are not an artefact of a weak attack." if any(
-               a.startswith("pgd") for a in meta["attacks"]) else ""),
+        + (
+            f" PGD ({PGD_MNIST}, random start) has no paper counterpart: it checks that FGSM "
+            "numbers are not an artefact of a weak attack."
+            if any(a.startswith("pgd") for a in meta["attacks"])
+            else ""
+        ),
     ]
     if meta["warnings"]:
         lines += ["", "Sanity warnings (Carlini et al. 2019):", ""]
         lines += [f"- {w}" for w in meta["warnings"]]
-    write_files_atomically({
-        out / f"{name}.csv": df.to_csv(index=False),
-        out / f"{name}-seeds.csv": seeds.to_csv(index=False),
-        out / f"{name}.json": json.dumps({**meta, "rows": df.to_dict("records")}, indent=2, default=str),
-        out / f"{name}.md": "\n".join(lines) + "\n",
-    })
+    write_files_atomically(
+        {
+            out / f"{name}.csv": df.to_csv(index=False),
+            out / f"{name}-seeds.csv": seeds.to_csv(index=False),
+            out / f"{name}.json": json.dumps({**meta, "rows": df.to_dict("records")}, indent=2, default=str),
+            out / f"{name}.md": "\n".join(lines) + "\n",
+        }
+    )
 
 
 def reproduce_table3(
-    spec: AttackTableSpec, *, out_dir: str | Path = RESULTS_DIR, command: str | None = None,
+    spec: AttackTableSpec,
+    *,
+    out_dir: str | Path = RESULTS_DIR,
+    command: str | None = None,
     replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Paper Table 3 (MNIST): train or reuse baseline and WINN per seed, attack, tabulate.
@@ -303,12 +353,21 @@ def reproduce_table3(
         RunDirError: ``out_dir`` not writable, measured rows would be lost, or a run folder
             holds a run with another configuration.
     """
-    return _reproduce("table3", paper=PAPER_TABLE3, spec=spec, out_dir=out_dir, command=command,
-                      replace_measured=replace_measured)
+    return _reproduce(
+        "table3",
+        paper=PAPER_TABLE3,
+        spec=spec,
+        out_dir=out_dir,
+        command=command,
+        replace_measured=replace_measured,
+    )
 
 
 def reproduce_table4(
-    spec: AttackTableSpec, *, out_dir: str | Path = RESULTS_DIR, command: str | None = None,
+    spec: AttackTableSpec,
+    *,
+    out_dir: str | Path = RESULTS_DIR,
+    command: str | None = None,
     replace_measured: bool = False,
 ) -> pd.DataFrame:
     """Paper Table 4 (SVHN, ResNet-32, FGSM eps 0.005): as :func:`reproduce_table3`.
@@ -320,5 +379,11 @@ def reproduce_table4(
     is an error (``DataUnavailableError``), and a measured row of an existing ``table4`` is
     never replaced by a "not run here" one unless ``replace_measured``.
     """
-    return _reproduce("table4", paper=PAPER_TABLE4, spec=spec, out_dir=out_dir, command=command,
-                      replace_measured=replace_measured)
+    return _reproduce(
+        "table4",
+        paper=PAPER_TABLE4,
+        spec=spec,
+        out_dir=out_dir,
+        command=command,
+        replace_measured=replace_measured,
+    )

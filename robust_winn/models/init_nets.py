@@ -24,7 +24,11 @@ class DCGANInitGenerator(nn.Module):
     """Fixed random generator z (128) -> image (C, H, W) in [-1, 1] (REFERENCE §1.5)."""
 
     def __init__(
-        self, image_shape: tuple[int, int, int], *, z_dim: int = 128, std: float = 0.1,
+        self,
+        image_shape: tuple[int, int, int],
+        *,
+        z_dim: int = 128,
+        std: float = 0.1,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()

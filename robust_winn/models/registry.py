@@ -101,8 +101,10 @@ def _accepted_kwargs(name: str, fn: Callable[..., nn.Module], kwargs: dict[str, 
         valid = dict.fromkeys(sorted(named | set(GEOMETRY)), "")
         check_kwargs(repr(name), kwargs, valid, error=ModelSpecError)
     missing = sorted(
-        k for k, p in params.items()
-        if p.default is inspect.Parameter.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        k
+        for k, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         and k not in kwargs
     )
     if missing:
@@ -141,9 +143,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
-def check_classifier(
-    model: nn.Module, image_shape: tuple[int, int, int], num_classes: int
-) -> None:
+def check_classifier(model: nn.Module, image_shape: tuple[int, int, int], num_classes: int) -> None:
     """Run a 2-image dummy batch and check for (2, num_classes) finite logits."""
     was_training = model.training
     model.eval()

@@ -47,9 +47,7 @@ class _Block(nn.Module):
 class ResNetLN(nn.Module):
     """ResNet with 3 stages of ``n`` blocks (16-32-64 channels), LN + Swish."""
 
-    def __init__(
-        self, n: int, *, in_channels: int = 1, num_classes: int = 10, width: int = 16
-    ) -> None:
+    def __init__(self, n: int, *, in_channels: int = 1, num_classes: int = 10, width: int = 16) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.stem_norm = _ln(width)

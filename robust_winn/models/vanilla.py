@@ -22,7 +22,11 @@ class VanillaCNN(nn.Module):
     """4-layer DCGAN-discriminator-style CNN (3 conv + 1 linear)."""
 
     def __init__(
-        self, *, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
+        self,
+        *,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
         widths: tuple[int, int, int] = (32, 64, 128),
     ) -> None:
         super().__init__()

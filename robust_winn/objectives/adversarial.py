@@ -49,9 +49,7 @@ def _project(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(-1.0, 1.0)
 
 
-def pgd_examples(
-    ctx: ObjectiveContext, x: Tensor, y: Tensor, *, generator: torch.Generator
-) -> Tensor:
+def pgd_examples(ctx: ObjectiveContext, x: Tensor, y: Tensor, *, generator: torch.Generator) -> Tensor:
     """PGD examples of ``(x, y)`` under the run's adversarial settings (Madry et al. 2018)."""
     a = ctx.cfg.adversarial
     eps, step = 2.0 * a.eps, 2.0 * a.step_size  # pixel units -> model units
@@ -70,9 +68,7 @@ def pgd_examples(
     return x_adv.detach()
 
 
-def trades_examples(
-    ctx: ObjectiveContext, x: Tensor, *, generator: torch.Generator
-) -> Tensor:
+def trades_examples(ctx: ObjectiveContext, x: Tensor, *, generator: torch.Generator) -> Tensor:
     """Examples maximising KL(p(x) || p(x_adv)) in the eps-ball (Zhang et al. 2019)."""
     a = ctx.cfg.adversarial
     eps, step = 2.0 * a.eps, 2.0 * a.step_size
@@ -145,8 +141,9 @@ class TradesObjective(PgdAtObjective):
         x_adv = trades_examples(self.ctx, x, generator=self.attack_gen)
         logits = self.ctx.fwd(x)
         ce = cross_entropy(logits, y)
-        kl = F.kl_div(F.log_softmax(self.ctx.fwd(x_adv), dim=1), F.softmax(logits, dim=1),
-                      reduction="batchmean")
+        kl = F.kl_div(
+            F.log_softmax(self.ctx.fwd(x_adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean"
+        )
         return {"loss": ce + self.ctx.cfg.adversarial.trades_beta * kl, "ce": ce, "kl": kl}
 
 
@@ -162,14 +159,22 @@ class WinnAtObjective(WinnObjective):
         # WINN's draws (initial pool, picks, GP weights, tau, z) from generators of their own, so
         # that they never shift the data order or the attack's starts (alpha 0 == PGD-AT).
         self.winn_gen = torch.Generator().manual_seed(ctx.cfg.seed + 4)
-        self.winn_local = (torch.Generator().manual_seed(ctx.cfg.seed + 6 + 7_919 * ctx.dist.rank)
-                           if ctx.dist.enabled else self.winn_gen)
+        self.winn_local = (
+            torch.Generator().manual_seed(ctx.cfg.seed + 6 + 7_919 * ctx.dist.rank)
+            if ctx.dist.enabled
+            else self.winn_gen
+        )
         super().__init__(dataclasses.replace(ctx, gen=self.winn_gen, local_gen=self.winn_local))
 
     def describe(self) -> dict[str, Any]:
         """The record's objective entry: attack settings, alpha and the critic's positives."""
-        return _describe("winn-at", self.ctx, critic_positives="clean", alpha=self.ctx.cfg.alpha,
-                         batchnorm=super().describe()["batchnorm"])
+        return _describe(
+            "winn-at",
+            self.ctx,
+            critic_positives="clean",
+            alpha=self.ctx.cfg.alpha,
+            batchnorm=super().describe()["batchnorm"],
+        )
 
     def loss_terms(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """``CE(f(x_adv), y) + alpha * (mean f(neg) - mean f(x) + lambda * GP(x, neg))``."""
@@ -183,13 +188,21 @@ class WinnAtObjective(WinnObjective):
             gp = gradient_penalty(c.model.critic, x, x_neg, generator=c.local_gen)
         w = wasserstein_loss(f[:n], f[n:])
         loss = ce + c.cfg.alpha * (w + c.cfg.gp_lambda * gp)
-        return {"loss": loss, "ce_adv": ce.detach(), "wasserstein": w.detach(), "gp": gp.detach(),
-                "f_pos_mean": f[:n].detach().mean()}
+        return {
+            "loss": loss,
+            "ce_adv": ce.detach(),
+            "wasserstein": w.detach(),
+            "gp": gp.detach(),
+            "f_pos_mean": f[:n].detach().mean(),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Pool and the three generators (exact resume)."""
-        gens = {"attack_gen": self.attack_gen.get_state(), "winn_gen": self.winn_gen.get_state(),
-                "winn_local": self.winn_local.get_state()}
+        gens = {
+            "attack_gen": self.attack_gen.get_state(),
+            "winn_gen": self.winn_gen.get_state(),
+            "winn_local": self.winn_local.get_state(),
+        }
         return {"pool": super().state_dict(), **gens}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:

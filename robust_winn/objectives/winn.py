@@ -63,8 +63,13 @@ class WinnObjective(Objective):
             data.image_shape, generator=torch.Generator().manual_seed(cfg.seed + 2)
         ).to(ctx.device)
         self.sampler = PseudoNegativeSampler(
-            lr=s.lr, beta1=s.beta1, beta2=s.beta2, max_steps=s.max_steps, tol=s.tol,
-            ce_weight=s.ce_weight, stop_rule=s.stop_rule,
+            lr=s.lr,
+            beta1=s.beta1,
+            beta2=s.beta2,
+            max_steps=s.max_steps,
+            tol=s.tol,
+            ce_weight=s.ce_weight,
+            stop_rule=s.stop_rule,
         )
         self.pool = NegativePool(data.num_classes, capacity=s.pool_capacity, dtype=s.pool_dtype)
         labels = torch.arange(data.num_classes).repeat_interleave(s.init_per_class)
@@ -98,8 +103,13 @@ class WinnObjective(Objective):
         out = winn_supervised_loss(
             logits[:n], f[:n], f[n:], gp, y, alpha=c.cfg.alpha, gp_lambda=c.cfg.gp_lambda
         )
-        return {"loss": out.total, "ce": out.ce, "wasserstein": out.wasserstein, "gp": out.gp,
-                "f_pos_mean": out.f_pos_mean}
+        return {
+            "loss": out.total,
+            "ce": out.ce,
+            "wasserstein": out.wasserstein,
+            "gp": out.gp,
+            "f_pos_mean": out.f_pos_mean,
+        }
 
     def end_epoch(self, steps: dict[str, list[float]]) -> dict[str, float]:
         """Append ``per_class`` new pseudo-negatives per class to the pool (REFERENCE §1.6)."""
@@ -123,15 +133,17 @@ class WinnObjective(Objective):
         c.cost["synth_image_steps"] += stats.image_steps
         c.cost["images_synthesized"] += targets.numel()
         return {
-            "synth_steps": float(stats.steps), "synth_image_steps": float(stats.image_steps),
-            "synth_converged": stats.converged, "synth_final_gap": stats.final_gap,
-            "tau_min": lo, "tau_max": hi, "pool_size": float(len(self.pool)),
+            "synth_steps": float(stats.steps),
+            "synth_image_steps": float(stats.image_steps),
+            "synth_converged": stats.converged,
+            "synth_final_gap": stats.final_gap,
+            "tau_min": lo,
+            "tau_max": hi,
+            "pool_size": float(len(self.pool)),
             "synth_time_s": dt,
         }
 
-    def _synthesize_sharded(
-        self, x0: Tensor, targets: Tensor, taus: Tensor
-    ) -> tuple[Tensor, SynthesisStats]:
+    def _synthesize_sharded(self, x0: Tensor, targets: Tensor, taus: Tensor) -> tuple[Tensor, SynthesisStats]:
         """Each rank runs its contiguous share of every class; all ranks get every image back.
 
         The batch-mean stop rule (REFERENCE §1.6 step 6) then holds over a rank's share of a
@@ -150,8 +162,9 @@ class WinnObjective(Objective):
         x = torch.empty_like(x0)
         x[order.to(x0.device)] = all_gather_cat(x_mine)
         n = float(mine.numel())
-        sums = all_reduce_(torch.tensor([st.image_steps, st.converged * n, st.final_gap * n, n],
-                                        dtype=torch.float64))
+        sums = all_reduce_(
+            torch.tensor([st.image_steps, st.converged * n, st.final_gap * n, n], dtype=torch.float64)
+        )
         steps = all_reduce_(torch.tensor([st.steps]), dist.ReduceOp.MAX)
         total = float(sums[3])
         return x, SynthesisStats(int(steps), int(sums[0]), float(sums[1]) / total, float(sums[2]) / total)

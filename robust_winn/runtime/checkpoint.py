@@ -153,8 +153,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} is not a robust_winn checkpoint (format {FORMAT})")
     stored = state.get("sha256")
     if stored is None:
-        log.warning("%s was written before checkpoints carried a content hash: its integrity "
-                    "cannot be checked", path)
+        log.warning(
+            "%s was written before checkpoints carried a content hash: its integrity cannot be checked", path
+        )
     elif stored != content_digest(state):
         raise CheckpointError(
             f"{path} is corrupt: its content does not match the SHA-256 stored in it (a damaged "
@@ -198,7 +199,8 @@ def model_meta(
         raise CheckpointError(f"{path} lacks model metadata: {', '.join('model.' + k for k in missing)}")
     shape = meta.get("image_shape")
     if "image_shape" in keys and not (
-        isinstance(shape, (list, tuple)) and len(shape) == 3
+        isinstance(shape, (list, tuple))
+        and len(shape) == 3
         and all(isinstance(v, int) and 0 < v <= 4096 for v in shape)
     ):
         raise CheckpointError(f"{path}: model.image_shape must be 3 positive integers, got {shape!r}")

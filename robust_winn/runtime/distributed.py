@@ -31,9 +31,17 @@ from ..data.datasets import ImageSet, to_model_range
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DistContext", "all_gather_cat", "all_gather_objects", "all_reduce_", "all_reduce_grads_",
+    "DistContext",
+    "all_gather_cat",
+    "all_gather_objects",
+    "all_reduce_",
+    "all_reduce_grads_",
     "broadcast_module_",
-    "current", "launched_by_torchrun", "process_group", "shard_bounds", "sharded_batches",
+    "current",
+    "launched_by_torchrun",
+    "process_group",
+    "shard_bounds",
+    "sharded_batches",
 ]
 
 
@@ -186,10 +194,14 @@ def all_reduce_grads_(params: Sequence[nn.Parameter], share: float, means: Tenso
     grads = [p.grad for p in params]
     n_grad = sum(p.numel() for p in params)
     flat = torch.cat(
-        [torch.zeros(p.numel(), device=dev) if g is None else g.reshape(-1) * share
-         for p, g in zip(params, grads, strict=True)]
-        + [torch.tensor([float(g is not None) for g in grads], device=dev),
-           means.to(dev, torch.float32) * share]
+        [
+            torch.zeros(p.numel(), device=dev) if g is None else g.reshape(-1) * share
+            for p, g in zip(params, grads, strict=True)
+        ]
+        + [
+            torch.tensor([float(g is not None) for g in grads], device=dev),
+            means.to(dev, torch.float32) * share,
+        ]
     )  # (n_grad + len(params) + len(means),)
     all_reduce_(flat)
     present = flat[n_grad : n_grad + len(params)]

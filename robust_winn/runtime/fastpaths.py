@@ -182,8 +182,10 @@ class FastPaths:
         req = self.requested
         return {
             "requested": {
-                "precision": Precision(req.precision).value, "channels_last": req.channels_last,
-                "compile": req.compile, "pin_memory": req.pin_memory,
+                "precision": Precision(req.precision).value,
+                "channels_last": req.channels_last,
+                "compile": req.compile,
+                "pin_memory": req.pin_memory,
             },
             "precision_used": (Precision.BF16 if self.bf16 else Precision.FLOAT32).value,
             "channels_last_used": self.channels_last,

@@ -68,8 +68,10 @@ def load_chain(
     need = ("synth_max_steps", "synth_lr", "synth_beta1", "synth_beta2", "synth_batch")
     if not isinstance(cfg, dict) or any(k not in cfg for k in need):
         raise CheckpointError(f"{where}: config lacks the synthesis settings ({', '.join(need)})")
-    if not all(isinstance(s, dict) and {"model_state", "tau_min", "tau_max", "cascade"} <= set(s)
-               for s in ckpt["cascades"]):
+    if not all(
+        isinstance(s, dict) and {"model_state", "tau_min", "tau_max", "cascade"} <= set(s)
+        for s in ckpt["cascades"]
+    ):
         raise CheckpointError(f"{where}: a cascade snapshot lacks model_state, tau_min, tau_max or cascade")
     snaps = list(ckpt.get("cascades", []))
     if not snaps:

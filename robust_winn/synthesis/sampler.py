@@ -39,7 +39,12 @@ from ..models.introspective import Introspective
 from ..runtime.frozen import frozen_eval
 
 __all__ = [
-    "Evaluation", "ImageSynthesizer", "Objective", "PseudoNegativeSampler", "SynthesisStats", "Trajectory",
+    "Evaluation",
+    "ImageSynthesizer",
+    "Objective",
+    "PseudoNegativeSampler",
+    "SynthesisStats",
+    "Trajectory",
 ]
 
 
@@ -178,9 +183,7 @@ class PseudoNegativeSampler(ImageSynthesizer):
         self.tol, self.ce_weight = tol, ce_weight
         self.stop_rule = StopRule(stop_rule)
 
-    def _gaps(
-        self, f: Tensor, ga: Tensor, taus: Tensor, group_size: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def _gaps(self, f: Tensor, ga: Tensor, taus: Tensor, group_size: Tensor) -> tuple[Tensor, Tensor]:
         """Return (objective's gap term, per-image 'done' mask) for the active images."""
         if self.stop_rule is StopRule.BATCH_MEAN:
             means = torch.zeros_like(taus).index_add_(0, ga, f) / group_size  # (G,)

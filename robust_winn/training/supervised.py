@@ -67,12 +67,31 @@ log = logging.getLogger(__name__)
 __all__ = ["NonFiniteLossError", "evaluate_error", "train"]
 
 COST_KEYS = (
-    "classify_time_s", "synth_time_s", "eval_time_s", "classifier_steps", "train_images",
-    "synth_steps", "synth_image_steps", "images_synthesized", "eval_images",
+    "classify_time_s",
+    "synth_time_s",
+    "eval_time_s",
+    "classifier_steps",
+    "train_images",
+    "synth_steps",
+    "synth_image_steps",
+    "images_synthesized",
+    "eval_images",
 )
 # What a supervised checkpoint must hold to be resumed.
-RESUME_KEYS = ("model", "dataset", "method", "config", "epoch", "history", "best", "wall_time_s",
-               "model_state", "optimizer_state", "pool_state", "rng")
+RESUME_KEYS = (
+    "model",
+    "dataset",
+    "method",
+    "config",
+    "epoch",
+    "history",
+    "best",
+    "wall_time_s",
+    "model_state",
+    "optimizer_state",
+    "pool_state",
+    "rng",
+)
 # Settings a resumed run may change: how long, where and how fast it runs (see .resume).
 RESUME_FREE = ("epochs", "device", "out", "progress", "data_dir", "download", "eval_batch_size", "fast")
 
@@ -116,9 +135,7 @@ class SupervisedTrainer:
 
     table_name = "epochs.csv"
 
-    def __init__(
-        self, cfg: TrainConfig, data: DataSplits, device: torch.device, ctx: DistContext
-    ) -> None:
+    def __init__(self, cfg: TrainConfig, data: DataSplits, device: torch.device, ctx: DistContext) -> None:
         self.cfg, self.data, self.device, self.ctx = cfg, data, device, ctx
         self.out, self.is_main = Path(cfg.out), ctx.is_main
         torch.manual_seed(cfg.seed)
@@ -132,10 +149,21 @@ class SupervisedTrainer:
         # pool picks and GP weights from its own generator, reseeded every epoch (exact resume).
         self.local_gen = torch.Generator() if ctx.enabled else self.gen
         self.state = _State()
-        self.objective: Objective = create_objective(Method(cfg.method).value, ObjectiveContext(
-            cfg=cfg, data=data, model=self.model, fwd=self.fwd, fast=self.fast, device=device,
-            dist=ctx, gen=self.gen, local_gen=self.local_gen, cost=self.state.cost,
-        ))
+        self.objective: Objective = create_objective(
+            Method(cfg.method).value,
+            ObjectiveContext(
+                cfg=cfg,
+                data=data,
+                model=self.model,
+                fwd=self.fwd,
+                fast=self.fast,
+                device=device,
+                dist=ctx,
+                gen=self.gen,
+                local_gen=self.local_gen,
+                cost=self.state.cost,
+            ),
+        )
         broadcast_module_(self.model)
 
     # ------------------------------------------------------------------ lifecycle (.loop)
@@ -152,7 +180,9 @@ class SupervisedTrainer:
         cfg, st = self.cfg, self.state
         return {
             "model": {
-                "arch": cfg.arch, "kwargs": {}, "image_shape": list(self.data.image_shape),
+                "arch": cfg.arch,
+                "kwargs": {},
+                "image_shape": list(self.data.image_shape),
                 "num_classes": self.data.num_classes,
             },
             "dataset": {"name": cfg.dataset, "image_shape": list(self.data.image_shape)},
@@ -213,8 +243,13 @@ class SupervisedTrainer:
     def log_unit(self, row: dict[str, Any]) -> None:
         log.log(
             logging.INFO if self.is_main else logging.DEBUG,
-            "epoch %d/%d  loss %.4f  val %.2f%%  test %.2f%%  (%.1fs)", row["epoch"], self.cfg.epochs,
-            row["loss"], 100 * row["val_error"], 100 * row["test_error"], row["epoch_time_s"],
+            "epoch %d/%d  loss %.4f  val %.2f%%  test %.2f%%  (%.1fs)",
+            row["epoch"],
+            self.cfg.epochs,
+            row["loss"],
+            100 * row["val_error"],
+            100 * row["test_error"],
+            row["epoch_time_s"],
         )
 
     def run_unit(self) -> dict[str, Any]:
@@ -229,8 +264,14 @@ class SupervisedTrainer:
         st.cost["eval_time_s"] += time.perf_counter() - t0 - t_train
         st.epoch += 1
         st.wall_time_s += time.perf_counter() - t0
-        row = {"epoch": st.epoch, **metrics, "val_error": val, "test_error": test,
-               "epoch_time_s": time.perf_counter() - t0, "train_time_s": t_train}
+        row = {
+            "epoch": st.epoch,
+            **metrics,
+            "val_error": val,
+            "test_error": test,
+            "epoch_time_s": time.perf_counter() - t0,
+            "train_time_s": t_train,
+        }
         st.history.append(row)
         st.improved = (val <= st.best_val) if self.data.val else True  # code: best val acc uses >=
         if st.improved:
@@ -248,8 +289,11 @@ class SupervisedTrainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         bar = tqdm(
             sharded_batches(self.data.train, cfg.batch_size, generator=self.gen, ctx=ctx),
-            total=n_batches, desc=f"epoch {self.state.epoch + 1}/{cfg.epochs}", leave=False,
-            disable=None if cfg.progress and ctx.is_main else True, file=sys.stderr,
+            total=n_batches,
+            desc=f"epoch {self.state.epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=None if cfg.progress and ctx.is_main else True,
+            file=sys.stderr,
         )
         synchronize(dev)
         t0 = time.perf_counter()
@@ -326,13 +370,19 @@ def train(
     cfg.validate()
     device = resolve_device(cfg.device)
     with process_group(device) as (ctx, device):
-        claimed = claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite) if ctx.is_main \
+        claimed = (
+            claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite)
+            if ctx.is_main
             else contextlib.nullcontext(Path(cfg.out))
+        )
         with claimed:
             ckpt = None
             if resume:
                 ckpt = load_for_resume(
-                    Path(cfg.out), keys=RESUME_KEYS, want=cfg.to_dict(), free=RESUME_FREE,
+                    Path(cfg.out),
+                    keys=RESUME_KEYS,
+                    want=cfg.to_dict(),
+                    free=RESUME_FREE,
                     config_of=lambda c: TrainConfig.from_dict(c["config"]).to_dict(),
                 )
                 if int(ckpt["epoch"]) >= cfg.epochs:
@@ -341,8 +391,12 @@ def train(
                         f"--epochs above that to continue it"
                     )
             data = load_dataset(
-                cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, val_size=cfg.val_size,
-                limit_train=cfg.limit_train, limit_test=cfg.limit_test,
+                cfg.dataset,
+                data_dir=cfg.data_dir,
+                download=cfg.download,
+                val_size=cfg.val_size,
+                limit_train=cfg.limit_train,
+                limit_test=cfg.limit_test,
             )
             trainer = SupervisedTrainer(cfg, data, device, ctx)
             if ckpt is not None:

@@ -32,28 +32,45 @@ _DATASETS = tuple(d.value for d in UnsupDataset)
 class PositivesConfig:
     """Where the positives of an unsupervised run come from (REFERENCE §3.1); shared by WINN and WGAN-GP."""
 
-    dataset: str = field(default="texture", metadata=knob(
-        "Positives: random crops of one texture image, a folder of images, CelebA (centre crop + "
-        "resize), or the training images of a dataset.",
-        cli={"choices": _DATASETS, "required": True}))  # a run given its own `source` may name any
-    image: str | None = field(default=None, metadata=knob(
-        "Texture image file (--dataset texture).", cli={"path": "file"}))
-    folder: str | None = field(default=None, metadata=knob(
-        "Image folder (--dataset image-folder).", cli={"path": "dir"}))
-    data_dir: str = field(default="data", metadata=knob(
-        "torchvision root for celeba, mnist, svhn, cifar10.", cli={"path": "dir"}))
-    download: bool = field(default=False, metadata=knob(
-        "Let torchvision download missing files (needs network).", cli=False))
-    limit: int | None = field(default=None, metadata=knob(
-        "Keep the first N images of a finite dataset.", low=1))
-    image_size: int = field(default=64, metadata=knob(
-        "Crop side (texture) or image side (image-folder, celeba).", low=1, cli={"low": 16}))
+    dataset: str = field(
+        default="texture",
+        metadata=knob(
+            "Positives: random crops of one texture image, a folder of images, CelebA (centre crop + "
+            "resize), or the training images of a dataset.",
+            cli={"choices": _DATASETS, "required": True},
+        ),
+    )  # a run given its own `source` may name any
+    image: str | None = field(
+        default=None, metadata=knob("Texture image file (--dataset texture).", cli={"path": "file"})
+    )
+    folder: str | None = field(
+        default=None, metadata=knob("Image folder (--dataset image-folder).", cli={"path": "dir"})
+    )
+    data_dir: str = field(
+        default="data",
+        metadata=knob("torchvision root for celeba, mnist, svhn, cifar10.", cli={"path": "dir"}),
+    )
+    download: bool = field(
+        default=False, metadata=knob("Let torchvision download missing files (needs network).", cli=False)
+    )
+    limit: int | None = field(
+        default=None, metadata=knob("Keep the first N images of a finite dataset.", low=1)
+    )
+    image_size: int = field(
+        default=64,
+        metadata=knob("Crop side (texture) or image side (image-folder, celeba).", low=1, cli={"low": 16}),
+    )
 
     def load_positives(self) -> PositiveSource:
         """The positives these settings name (:func:`robust_winn.data.positives.load_positives`)."""
         return load_positives(
-            self.dataset, image=self.image, folder=self.folder, data_dir=self.data_dir,
-            size=self.image_size, download=self.download, limit=self.limit,
+            self.dataset,
+            image=self.image,
+            folder=self.folder,
+            data_dir=self.data_dir,
+            size=self.image_size,
+            download=self.download,
+            limit=self.limit,
         )
 
 
@@ -61,57 +78,100 @@ class PositivesConfig:
 class UnsupConfig(PositivesConfig):
     """Everything one unsupervised run depends on (defaults = the paper preset)."""
 
-    arch: str = field(default="critic64", metadata=knob(
-        "Registered network with one output (critic64, wgan_resnet32, densenet, ...) or "
-        "'pkg.module:factory'."))
-    cascades: int = field(default=4, metadata=knob(
-        "Cascades (WINN-single: 1).", low=1, presets={"quick": 2}))
-    iterations: int = field(default=100, metadata=knob(
-        "Iterations per cascade.", low=1, presets={"quick": 3}))
-    pos_per_step: int = field(default=1000, metadata=knob(
-        "Ramp unit: min(it+1, ramp)*N positives.", low=1, presets={"quick": 50}))
-    ramp_max: int = field(default=5, metadata=knob(
-        "Ramp cap: at most ramp_max * pos_per_step positives per iteration.", low=1, presets={"quick": 2}))
-    k_passes: int = field(default=3, metadata=knob(
-        "Passes over each iteration's fixed set (Alg. 1 'k').", low=1, presets={"quick": 1}))
-    batch_size: int = field(default=50, metadata=knob(
-        "Positives per critic step, and as many negatives.", low=1, cli=False))
+    arch: str = field(
+        default="critic64",
+        metadata=knob(
+            "Registered network with one output (critic64, wgan_resnet32, densenet, ...) or "
+            "'pkg.module:factory'."
+        ),
+    )
+    cascades: int = field(default=4, metadata=knob("Cascades (WINN-single: 1).", low=1, presets={"quick": 2}))
+    iterations: int = field(
+        default=100, metadata=knob("Iterations per cascade.", low=1, presets={"quick": 3})
+    )
+    pos_per_step: int = field(
+        default=1000, metadata=knob("Ramp unit: min(it+1, ramp)*N positives.", low=1, presets={"quick": 50})
+    )
+    ramp_max: int = field(
+        default=5,
+        metadata=knob(
+            "Ramp cap: at most ramp_max * pos_per_step positives per iteration.", low=1, presets={"quick": 2}
+        ),
+    )
+    k_passes: int = field(
+        default=3,
+        metadata=knob("Passes over each iteration's fixed set (Alg. 1 'k').", low=1, presets={"quick": 1}),
+    )
+    batch_size: int = field(
+        default=50, metadata=knob("Positives per critic step, and as many negatives.", low=1, cli=False)
+    )
     lr: float = field(default=1e-4, metadata=knob("Critic Adam lr.", low=0, low_open=True, cli=False))
     beta1: float = field(default=0.0, metadata=knob("Critic Adam beta1.", low=0, high=1, cli=False))
     beta2: float = field(default=0.9, metadata=knob("Critic Adam beta2.", low=0, high=1, cli=False))
     gp_lambda: float = field(default=10.0, metadata=knob("Gradient-penalty weight.", low=0, cli=False))
-    init: InitKind = field(default=InitKind.APPD, metadata=knob(
-        "p0 of the initial pool and of sampling: appd (App. D network) or gaussian."))
-    init_images: int = field(default=10_000, metadata=knob(
-        "Initial p0 images (pool and first init source).", low=1, presets={"quick": 200}))
-    new_per_iter: int = field(default=1000, metadata=knob(
-        "Pseudo-negatives synthesised per iteration.", low=1, presets={"quick": 50}))
-    new_last_iter: int = field(default=10_000, metadata=knob(
-        "... at a cascade's last iteration (the next cascade's init source).", low=1,
-        presets={"quick": 100}))
-    synth_batch: int = field(default=100, metadata=knob(
-        "Images per synthesis batch (own tau, fresh Adam).", low=1, cli=False))
-    synth_max_steps: int = field(default=2000, metadata=knob(
-        "Ascent step cap per batch.", low=0, presets={"quick": 30}))
-    synth_lr: float = field(default=0.01, metadata=knob(
-        "Synthesis Adam lr.", low=0, low_open=True, cli=False))
-    synth_beta1: float = field(default=0.9, metadata=knob(
-        "Synthesis Adam beta1.", low=0, high=1, cli=False))
-    synth_beta2: float = field(default=0.999, metadata=knob(
-        "Synthesis Adam beta2 (TF default; paper: 0.99).", low=0, high=1, cli=False))
-    pool_capacity: int = field(default=120_000, metadata=knob(  # the code keeps all: 446k
-        "Most pseudo-negatives kept (FIFO).", low=1, presets={"quick": 2000}))
-    quantize: bool = field(default=True, metadata=knob(
-        "Store pseudo-negatives and init sources as uint8 (the code's PNG round trip).",
-        cli={"invert": True, "help": "Keep pseudo-negatives as float32 (code: 8-bit PNGs)."}))
+    init: InitKind = field(
+        default=InitKind.APPD,
+        metadata=knob("p0 of the initial pool and of sampling: appd (App. D network) or gaussian."),
+    )
+    init_images: int = field(
+        default=10_000,
+        metadata=knob("Initial p0 images (pool and first init source).", low=1, presets={"quick": 200}),
+    )
+    new_per_iter: int = field(
+        default=1000,
+        metadata=knob("Pseudo-negatives synthesised per iteration.", low=1, presets={"quick": 50}),
+    )
+    new_last_iter: int = field(
+        default=10_000,
+        metadata=knob(
+            "... at a cascade's last iteration (the next cascade's init source).",
+            low=1,
+            presets={"quick": 100},
+        ),
+    )
+    synth_batch: int = field(
+        default=100, metadata=knob("Images per synthesis batch (own tau, fresh Adam).", low=1, cli=False)
+    )
+    synth_max_steps: int = field(
+        default=2000, metadata=knob("Ascent step cap per batch.", low=0, presets={"quick": 30})
+    )
+    synth_lr: float = field(
+        default=0.01, metadata=knob("Synthesis Adam lr.", low=0, low_open=True, cli=False)
+    )
+    synth_beta1: float = field(default=0.9, metadata=knob("Synthesis Adam beta1.", low=0, high=1, cli=False))
+    synth_beta2: float = field(
+        default=0.999,
+        metadata=knob("Synthesis Adam beta2 (TF default; paper: 0.99).", low=0, high=1, cli=False),
+    )
+    pool_capacity: int = field(
+        default=120_000,
+        metadata=knob(  # the code keeps all: 446k
+            "Most pseudo-negatives kept (FIFO).", low=1, presets={"quick": 2000}
+        ),
+    )
+    quantize: bool = field(
+        default=True,
+        metadata=knob(
+            "Store pseudo-negatives and init sources as uint8 (the code's PNG round trip).",
+            cli={"invert": True, "help": "Keep pseudo-negatives as float32 (code: 8-bit PNGs)."},
+        ),
+    )
     seed: int = field(default=0, metadata=knob("Seeds everything.", low=0, high=MAX_SEED))
     device: str = field(default="auto", metadata=knob("auto, cpu, cuda or cuda:N.", cli={"device": True}))
-    out: str = field(default="runs/unsup", metadata=knob(
-        "Output folder: checkpoint-last.pt, record.json, iterations.csv.",
-        cli={"path": "dir", "required": True}))
-    progress: bool = field(default=True, metadata=knob(
-        "tqdm progress bar (off anyway when not a TTY).",
-        cli={"invert": True, "help": "Hide the progress bar (hidden anyway when not a TTY)."}))
+    out: str = field(
+        default="runs/unsup",
+        metadata=knob(
+            "Output folder: checkpoint-last.pt, record.json, iterations.csv.",
+            cli={"path": "dir", "required": True},
+        ),
+    )
+    progress: bool = field(
+        default=True,
+        metadata=knob(
+            "tqdm progress bar (off anyway when not a TTY).",
+            cli={"invert": True, "help": "Hide the progress bar (hidden anyway when not a TTY)."},
+        ),
+    )
 
     @classmethod
     def preset(cls, name: Preset | str, **overrides: Any) -> UnsupConfig:
@@ -121,8 +181,11 @@ class UnsupConfig(PositivesConfig):
         the dataclass default.
         """
         preset = Preset(name)
-        base = {f.name: f.metadata["presets"][preset.value] for f in fields(cls)
-                if preset.value in f.metadata.get("presets", {})}
+        base = {
+            f.name: f.metadata["presets"][preset.value]
+            for f in fields(cls)
+            if preset.value in f.metadata.get("presets", {})
+        }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 

@@ -55,8 +55,21 @@ log = logging.getLogger(__name__)
 __all__ = ["Preset", "UnsupConfig", "train_unsupervised"]  # config re-exported
 
 # What an unsupervised checkpoint must hold to be resumed.
-RESUME_KEYS = ("method", "config", "model", "iteration", "cascade", "history", "cascades", "wall_time_s",
-               "model_state", "optimizer_state", "pool_state", "init_source", "rng")
+RESUME_KEYS = (
+    "method",
+    "config",
+    "model",
+    "iteration",
+    "cascade",
+    "history",
+    "cascades",
+    "wall_time_s",
+    "model_state",
+    "optimizer_state",
+    "pool_state",
+    "init_source",
+    "rng",
+)
 # Settings a resumed run may change: how many cascades, where and how fast (see .resume).
 RESUME_FREE = ("cascades", "device", "out", "progress", "data_dir", "download", "image", "folder")
 
@@ -200,15 +213,25 @@ class UnsupervisedTrainer:
         if self._bar is None:
             cfg = self.cfg
             self._bar = tqdm(
-                total=cfg.cascades * cfg.iterations, initial=len(self.state.history) - 1,
-                desc="unsupervised WINN", disable=None if cfg.progress else True, file=sys.stderr,
+                total=cfg.cascades * cfg.iterations,
+                initial=len(self.state.history) - 1,
+                desc="unsupervised WINN",
+                disable=None if cfg.progress else True,
+                file=sys.stderr,
             )
         self._bar.update(1)
         self._bar.set_postfix(c=int(row["cascade"]), loss=f"{row['loss']:.3f}", pool=int(row["pool_size"]))
         log.info(
             "cascade %d it %d: loss %.4f W %.4f GP %.4f tau [%.3f, %.3f] synth steps %.1f (%.1fs)",
-            row["cascade"], row["iteration"], row["loss"], row["wasserstein"], row["gp"],
-            row["tau_min"], row["tau_max"], row["synth_mean_steps"], row["time_s"],
+            row["cascade"],
+            row["iteration"],
+            row["loss"],
+            row["wasserstein"],
+            row["gp"],
+            row["tau_min"],
+            row["tau_max"],
+            row["synth_mean_steps"],
+            row["time_s"],
         )
 
     def close(self) -> None:
@@ -318,6 +341,7 @@ def _cost(history: list[dict[str, float]], run: UnsupervisedTrainer) -> dict[str
     backward on B interpolates; a synthesis image-step is one image through one forward and one
     backward to the input. ``gpu_s`` is the wall time on CUDA (None on CPU).
     """
+
     def total(key: str) -> float:
         return float(sum(h.get(key, 0.0) for h in history))
 
@@ -382,15 +406,17 @@ def _train_unsupervised(
 ) -> dict[str, Any]:
     ckpt = None
     if resume:
-        ckpt = load_for_resume(Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of, want=cfg.to_dict(),
-                               free=RESUME_FREE)
+        ckpt = load_for_resume(
+            Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of, want=cfg.to_dict(), free=RESUME_FREE
+        )
     if source is None:
         source = cfg.load_positives()
     run = UnsupervisedTrainer(cfg, source, device)
     if ckpt is not None:
         run.restore(ckpt)
-        log.info("resumed %s at cascade %d, iteration %d", cfg.out, run.state.cascade + 1,
-                 run.state.iteration + 1)
+        log.info(
+            "resumed %s at cascade %d, iteration %d", cfg.out, run.state.cascade + 1, run.state.iteration + 1
+        )
     else:
         run.start()
     try:

@@ -222,12 +222,24 @@ def load_wgan_gp(
 
 
 # What a WGAN-GP checkpoint must hold to be resumed, and the settings a resume may change.
-RESUME_KEYS = ("method", "config", "model", "iteration", "critic_steps", "f_range", "history",
-               "wall_time_s", "cost_s", "critic_state", "generator_state", "opt_d_state", "opt_g_state",
-               "rng")
+RESUME_KEYS = (
+    "method",
+    "config",
+    "model",
+    "iteration",
+    "critic_steps",
+    "f_range",
+    "history",
+    "wall_time_s",
+    "cost_s",
+    "critic_state",
+    "generator_state",
+    "opt_d_state",
+    "opt_g_state",
+    "rng",
+)
 # (not iterations: the tau window is the run's last critic steps, so a longer run is another run)
-RESUME_FREE = ("checkpoint_every", "device", "out", "progress", "data_dir", "download",
-               "image", "folder")
+RESUME_FREE = ("checkpoint_every", "device", "out", "progress", "data_dir", "download", "image", "folder")
 
 
 class WganGpTrainer:
@@ -269,14 +281,26 @@ class WganGpTrainer:
         """The loadable WGAN-GP checkpoint (:func:`load_wgan_gp`) plus what a resume needs."""
         state: dict[str, Any] = {}
         extra = {
-            "history": self.rows, "wall_time_s": self.wall_time_s, "dataset": self.source.describe(),
-            "iteration": self.iteration, "critic_steps": self.step, "f_range": [self.f_min, self.f_max],
-            "cost_s": dict(self.cost_s), "opt_d_state": self.opt_d.state_dict(),
+            "history": self.rows,
+            "wall_time_s": self.wall_time_s,
+            "dataset": self.source.describe(),
+            "iteration": self.iteration,
+            "critic_steps": self.step,
+            "f_range": [self.f_min, self.f_max],
+            "cost_s": dict(self.cost_s),
+            "opt_d_state": self.opt_d.state_dict(),
             "opt_g_state": self.opt_g.state_dict(),
             "rng": {"gen": self.rng.get_state(), "torch": torch.get_rng_state()},
         }
-        save_wgan_gp(state, self.critic, self.gen, self.cfg, image_shape=self.source.image_shape,
-                     tau=(self.f_min, self.f_max), extra=extra)
+        save_wgan_gp(
+            state,
+            self.critic,
+            self.gen,
+            self.cfg,
+            image_shape=self.source.image_shape,
+            tau=(self.f_min, self.f_max),
+            extra=extra,
+        )
         return state
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -322,8 +346,13 @@ class WganGpTrainer:
 
     def log_unit(self, row: dict[str, Any]) -> None:
         if self.done():
-            log.info("WGAN-GP: %d iterations in %.1fs, tau [%.4f, %.4f]", self.iteration, self.wall_time_s,
-                     self.f_min, self.f_max)
+            log.info(
+                "WGAN-GP: %d iterations in %.1fs, tau [%.4f, %.4f]",
+                self.iteration,
+                self.wall_time_s,
+                self.f_min,
+                self.f_max,
+            )
 
     def close(self) -> None:
         """Close the progress bar."""
@@ -335,8 +364,13 @@ class WganGpTrainer:
         """``checkpoint_every`` generator iterations, each after ``n_critic`` critic steps."""
         cfg = self.cfg
         if self._bar is None:
-            self._bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="WGAN-GP",
-                             disable=None if cfg.progress else True, file=sys.stderr)
+            self._bar = tqdm(
+                total=cfg.iterations,
+                initial=self.iteration,
+                desc="WGAN-GP",
+                disable=None if cfg.progress else True,
+                file=sys.stderr,
+            )
         tau_from = cfg.iterations * cfg.n_critic - cfg.tau_window  # first critic step of the window
         stop = min(cfg.iterations, self.iteration + cfg.checkpoint_every)
         self.critic.train()
@@ -373,8 +407,13 @@ class WganGpTrainer:
             self.rows.append(row)
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{row['loss']:.3f}", g=f"{row['gen_loss']:.3f}")
-            log.debug("WGAN-GP it %d: critic loss %.4f GP %.4f gen loss %.4f", self.iteration,
-                      row["loss"], row["gp"], row["gen_loss"])
+            log.debug(
+                "WGAN-GP it %d: critic loss %.4f GP %.4f gen loss %.4f",
+                self.iteration,
+                row["loss"],
+                row["gp"],
+                row["gen_loss"],
+            )
         return row
 
 
@@ -417,8 +456,9 @@ def train_wgan_gp(
     with claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite):
         ckpt = None
         if resume:
-            ckpt = load_for_resume(Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of,
-                                   want=cfg.to_dict(), free=RESUME_FREE)
+            ckpt = load_for_resume(
+                Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of, want=cfg.to_dict(), free=RESUME_FREE
+            )
         if source is None:
             source = cfg.load_positives()
         trainer = WganGpTrainer(cfg, source, device)
