@@ -49,6 +49,7 @@ __all__ = [
 MAX_STEPS = 100_000
 MAX_RESTARTS = 1_000
 MAX_QUERIES = 1_000_000
+MAX_TARGETS = 999  # target classes of APGD-T: all wrong classes of ImageNet-1k
 
 
 class AttackKind(str, Enum):
@@ -86,11 +87,12 @@ class Param:
         """The accepted values in words, e.g. ``integer in [1, 100000]``."""
         if self.choices is not None:
             return "one of " + "/".join(self.choices)
-        word = {int: "integer", float: "number", bool: "true/false", str: "text"}.get(
-            self.kind, "value")
+        word = {int: "integer", float: "number", bool: "true/false", str: "text"}.get(self.kind, "value")
         if self.low is not None and self.high is not None:
-            return (f"{word} in {'(' if self.low_open else '['}{_num(self.low)}, "
-                    f"{_num(self.high)}{')' if self.high_open else ']'}")
+            return (
+                f"{word} in {'(' if self.low_open else '['}{_num(self.low)}, "
+                f"{_num(self.high)}{')' if self.high_open else ']'}"
+            )
         if self.low is not None:
             return f"{word} {'>' if self.low_open else '>='} {_num(self.low)}"
         if self.high is not None:
@@ -187,14 +189,19 @@ def _schema(name: str, fn: Factory, explicit: Mapping[str, Param] | None) -> dic
             schema[key] = _derived(annotation, p.default)
     extra = sorted(set(explicit or {}) - set(schema))
     if extra:
-        raise ValueError(f"attack {name!r}: params {', '.join(extra)} are not keyword-only "
-                         f"parameters of its factory")
+        raise ValueError(
+            f"attack {name!r}: params {', '.join(extra)} are not keyword-only parameters of its factory"
+        )
     schema.update(explicit or {})
     return schema
 
 
 def register_attack(
-    name: str, *, kind: AttackKind, description: str, params: Mapping[str, Param] | None = None,
+    name: str,
+    *,
+    kind: AttackKind,
+    description: str,
+    params: Mapping[str, Param] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Decorator registering ``factory(model, *, eps, num_classes, seed, **params) -> Attack``.
 
@@ -308,8 +315,13 @@ def parse_attack(spec: str | AttackSpec) -> AttackSpec:
     """
     out = spec if isinstance(spec, AttackSpec) else _split(str(spec))
     schema = _ATTACKS[out.name].params
-    check_kwargs(f"attack {out.name!r}", out.params, {k: p.describe() for k, p in schema.items()},
-                 noun="parameter", show=str)
+    check_kwargs(
+        f"attack {out.name!r}",
+        out.params,
+        {k: p.describe() for k, p in schema.items()},
+        noun="parameter",
+        show=str,
+    )
     return AttackSpec(out.name, {k: schema[k].check(out.name, k, v) for k, v in out.params.items()})
 
 
@@ -338,9 +350,7 @@ def build_attack(
     """
     spec = parse_attack(spec)
     eps = check_eps(eps)
-    atk = _ATTACKS[spec.name].factory(
-        model, eps=eps, num_classes=num_classes, seed=seed, **spec.params
-    )
+    atk = _ATTACKS[spec.name].factory(model, eps=eps, num_classes=num_classes, seed=seed, **spec.params)
     atk.set_normalization_used(mean=[0.5] * image_channels, std=[0.5] * image_channels)
     return atk
 
@@ -349,7 +359,8 @@ def build_attack(
 
 
 @register_attack(
-    "fgsm", kind=AttackKind.SINGLE_STEP,
+    "fgsm",
+    kind=AttackKind.SINGLE_STEP,
     description="FGSM (Goodfellow et al. 2015): x + eps*sign(grad CE), clipped to [0,1]; "
     "the paper's Table 3-4 attack (REFERENCE §2)",
 )
@@ -363,17 +374,29 @@ _RESTARTS = Param(int, low=1, high=MAX_RESTARTS)
 
 
 @register_attack(
-    "pgd", kind=AttackKind.ITERATIVE,
+    "pgd",
+    kind=AttackKind.ITERATIVE,
     description="L-inf PGD (Madry et al. 2018); steps=40, alpha=2.5*eps/steps, random_start, "
     "restarts=1 (each restart keeps the examples that already fool the model)",
     # alpha is a step in [0, 1] pixel units: <= 0 never moves (0% error reads as robustness),
     # > 1 crosses the whole pixel range in one step.
-    params={"steps": _STEPS, "alpha": Param(float, low=0.0, low_open=True, high=1.0, optional=True),
-            "random_start": Param(bool), "restarts": _RESTARTS},
+    params={
+        "steps": _STEPS,
+        "alpha": Param(float, low=0.0, low_open=True, high=1.0, optional=True),
+        "random_start": Param(bool),
+        "restarts": _RESTARTS,
+    },
 )
 def _pgd(
-    model: nn.Module, *, eps: float, num_classes: int, seed: int, steps: int = 40,
-    alpha: float | None = None, random_start: bool = True, restarts: int = 1,
+    model: nn.Module,
+    *,
+    eps: float,
+    num_classes: int,
+    seed: int,
+    steps: int = 40,
+    alpha: float | None = None,
+    random_start: bool = True,
+    restarts: int = 1,
 ) -> Attack:
     del num_classes, seed
     step = 2.5 * eps / steps if alpha is None else float(alpha)
@@ -385,7 +408,8 @@ def _pgd(
 
 
 @register_attack(
-    "autoattack", kind=AttackKind.ENSEMBLE,
+    "autoattack",
+    kind=AttackKind.ENSEMBLE,
     description="AutoAttack standard (Croce & Hein 2020): APGD-CE, APGD-T, FAB-T, Square "
     "(5000 queries), per-example best; slow on CPU - use --limit",
     params={"version": Param(str, choices=("standard", "plus", "rand"))},  # torchattacks 3.5.1's
@@ -399,12 +423,18 @@ def _autoattack(
 
 
 @register_attack(
-    "apgd", kind=AttackKind.ITERATIVE,
+    "apgd",
+    kind=AttackKind.ITERATIVE,
     description="APGD-CE (Croce & Hein 2020), 100 steps: the first AutoAttack member alone",
     params={"steps": _STEPS, "restarts": _RESTARTS},
 )
 def _apgd(
-    model: nn.Module, *, eps: float, num_classes: int, seed: int, steps: int = 100,
+    model: nn.Module,
+    *,
+    eps: float,
+    num_classes: int,
+    seed: int,
+    steps: int = 100,
     restarts: int = 1,
 ) -> Attack:
     del num_classes
@@ -414,16 +444,73 @@ def _apgd(
 
 
 @register_attack(
-    "square", kind=AttackKind.GRADIENT_FREE,
+    "apgd-dlr",
+    kind=AttackKind.ITERATIVE,
+    description="APGD-DLR (Croce & Hein 2020), 100 steps: targeted by default (APGD-T, the "
+    "AutoAttack member: one run per target class, the `targets` most likely wrong classes, all "
+    "K-1 unless given); targeted=false runs untargeted APGD on the DLR loss",
+    params={
+        "steps": _STEPS,
+        "restarts": _RESTARTS,
+        "targeted": Param(bool),
+        "targets": Param(int, low=1, high=MAX_TARGETS, optional=True),
+    },
+)
+def _apgd_dlr(
+    model: nn.Module,
+    *,
+    eps: float,
+    num_classes: int,
+    seed: int,
+    steps: int = 100,
+    restarts: int = 1,
+    targeted: bool = True,
+    targets: int | None = None,
+) -> Attack:
+    # The DLR loss divides by the gap between the top logit and the 3rd (untargeted) or the
+    # mean of the 3rd and 4th (targeted): fewer classes than that index out of range.
+    need = 4 if targeted else 3
+    if num_classes < need:
+        raise BadValueError(
+            f"apgd-dlr: the {'targeted ' if targeted else ''}DLR loss needs at least "
+            f"{need} classes, the model has {num_classes}"
+        )
+    if not targeted:
+        if targets is not None:
+            raise BadValueError("apgd-dlr: targets applies to the targeted attack only (targeted=true)")
+        return torchattacks.APGD(
+            model, norm="Linf", eps=eps, steps=steps, n_restarts=restarts, loss="dlr", seed=seed
+        )
+    if targets is not None and targets > num_classes - 1:
+        raise BadValueError(
+            f"apgd-dlr: targets must be <= {num_classes - 1} (the wrong classes of "
+            f"{num_classes}), got {targets}"
+        )
+    atk = torchattacks.APGDT(
+        model, norm="Linf", eps=eps, steps=steps, n_restarts=restarts, seed=seed, n_classes=num_classes
+    )
+    if targets is not None:
+        # torchattacks 3.5.1 runs target classes 2..n_target_classes+1 of the sorted logits
+        # (APGDT.perturb); AutoAttack standard uses 9, all wrong classes of MNIST/CIFAR-10.
+        atk.n_target_classes = targets
+    return atk
+
+
+@register_attack(
+    "square",
+    kind=AttackKind.GRADIENT_FREE,
     description="Square attack (Andriushchenko et al. 2020), L-inf, gradient-free; "
     "queries=5000 (lower it on CPU)",
     params={"queries": Param(int, low=1, high=MAX_QUERIES), "restarts": _RESTARTS},
 )
 def _square(
-    model: nn.Module, *, eps: float, num_classes: int, seed: int, queries: int = 5000,
+    model: nn.Module,
+    *,
+    eps: float,
+    num_classes: int,
+    seed: int,
+    queries: int = 5000,
     restarts: int = 1,
 ) -> Attack:
     del num_classes
-    return torchattacks.Square(
-        model, norm="Linf", eps=eps, n_queries=queries, n_restarts=restarts, seed=seed
-    )
+    return torchattacks.Square(model, norm="Linf", eps=eps, n_queries=queries, n_restarts=restarts, seed=seed)

@@ -18,8 +18,15 @@ import click
 
 from ..config import TrainConfig
 from ..experiments.ablations import DEFAULT_VARIANTS
+from ..experiments.defences import DEFENCE_METHODS
 from ..experiments.presets import (
     DATA_DIR,
+    DEFENCES_ARCH,
+    DEFENCES_EPS,
+    DEFENCES_SUBDIR,
+    DEFENCES_SUBSET,
+    MNIST_EPS,
+    MNIST_STANDARD_EPS,
     QUICK,
     QUICKSTART_DIR,
     RESULTS_DIR,
@@ -32,6 +39,7 @@ from ..experiments.presets import (
 )
 from .common import (
     SEED,
+    FiniteFloat,
     RobustWinnGroup,
     command_line,
     device_option_check,
@@ -63,9 +71,9 @@ def _pop_mode(args: list[str]) -> tuple[str | None, list[str]]:
     """Take ``--mode X`` / ``--mode=X`` out of a train command line."""
     for i, a in enumerate(args):
         if a == "--mode" and i + 1 < len(args):
-            return args[i + 1], args[:i] + args[i + 2:]
+            return args[i + 1], args[:i] + args[i + 2 :]
         if a.startswith("--mode="):
-            return a.split("=", 1)[1], args[:i] + args[i + 1:]
+            return a.split("=", 1)[1], args[:i] + args[i + 1 :]
     return None, list(args)
 
 
@@ -83,15 +91,23 @@ TRAIN_KNOBS = Knobs(TrainConfig)  # every TrainConfig field with a command-line 
 
 
 @main.command()
-@click.option("--mode", type=click.Choice(MODES), default=MODES[0], show_default=True,
-              help="unsupervised: train a WINN generator instead (paper §4, Algorithm 1); the whole "
-                   "command line then goes to `robust-winn train-unsupervised` and takes its options "
-                   "(see `robust-winn train-unsupervised --help`).")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=MODES[0],
+    show_default=True,
+    help="unsupervised: train a WINN generator instead (paper §4, Algorithm 1); the whole "
+    "command line then goes to `robust-winn train-unsupervised` and takes its options "
+    "(see `robust-winn train-unsupervised --help`).",
+)
 @TRAIN_KNOBS
 @click.option("--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.option("--resume", is_flag=True,
-              help="Continue from OUT/checkpoint-last.pt (exactly: RNG, optimizer and pool restored); "
-                   "only --epochs, --device, --data-dir and speed options may differ from the run's.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from OUT/checkpoint-last.pt (exactly: RNG, optimizer and pool restored); "
+    "only --epochs, --device, --data-dir and speed options may differ from the run's.",
+)
 @overwrite_option()
 def train(mode: str, quiet: bool, resume: bool, overwrite: bool, **kw: Any) -> None:
     """Train a classifier by cross-entropy (baseline) or WINN (paper §5.6).
@@ -164,31 +180,58 @@ def _rows(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple
 
 
 _REPLACE_MEASURED = click.option(
-    "--replace-measured", is_flag=True,
+    "--replace-measured",
+    is_flag=True,
     help="Allow rows measured in the existing table under --out to be replaced by rows this run "
-         "does not measure (not run here, not requested, or left out). Without it such a run is "
-         "refused before any work.",
+    "does not measure (not run here, not requested, or left out). Without it such a run is "
+    "refused before any work.",
 )
 
 
 def _reproduce_options(fn: Any) -> Any:
     """The options every table shares; their defaults are the budgets of experiments/presets.py."""
     opts = [
-        click.option("--seeds", default=TABLE_BUDGET.seeds_text, show_default=True, callback=_seeds,
-                     help="Comma-separated seeds; tables give mean and std over them."),
-        click.option("--epochs", type=click.IntRange(min=1), default=TABLE_BUDGET.epochs, show_default=True,
-                     help="Epochs per run (paper/code: 200)."),
-        click.option("--synth-max-steps", type=click.IntRange(min=0), default=TABLE_BUDGET.synth_max_steps,
-                     show_default=True, help="Synthesis cap per pass (code: 2000)."),
+        click.option(
+            "--seeds",
+            default=TABLE_BUDGET.seeds_text,
+            show_default=True,
+            callback=_seeds,
+            help="Comma-separated seeds; tables give mean and std over them.",
+        ),
+        click.option(
+            "--epochs",
+            type=click.IntRange(min=1),
+            default=TABLE_BUDGET.epochs,
+            show_default=True,
+            help="Epochs per run (paper/code: 200).",
+        ),
+        click.option(
+            "--synth-max-steps",
+            type=click.IntRange(min=0),
+            default=TABLE_BUDGET.synth_max_steps,
+            show_default=True,
+            help="Synthesis cap per pass (code: 2000).",
+        ),
         click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root."),
-        click.option("--runs-dir", default=RUNS_DIR, show_default=True,
-                     help="Where runs are trained, reused and resumed (shared by Tables 2-4)."),
-        click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True,
-                     help="Folder for the table files."),
-        click.option("--device", default="auto", show_default=True, callback=device_option_check,
-                     help="auto, cpu, cuda[:N]."),
-        click.option("--allow-cpu-resnet", is_flag=True,
-                     help="Run ResNet-32 rows on the CPU too (hours per run)."),
+        click.option(
+            "--runs-dir",
+            default=RUNS_DIR,
+            show_default=True,
+            help="Where runs are trained, reused and resumed (shared by Tables 2-4).",
+        ),
+        click.option(
+            "--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Folder for the table files."
+        ),
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            callback=device_option_check,
+            help="auto, cpu, cuda[:N].",
+        ),
+        click.option(
+            "--allow-cpu-resnet", is_flag=True, help="Run ResNet-32 rows on the CPU too (hours per run)."
+        ),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
         _REPLACE_MEASURED,
     ]
@@ -204,34 +247,54 @@ def reproduce() -> None:
 
 @reproduce.command("table2")
 @_reproduce_options
-@click.option("--rows", default=",".join(f"{d}:{a}" for d, a in TABLE2_ROWS), show_default=True,
-              callback=_rows, help="DATASET:ARCH rows; rows without data or GPU are marked not run.")
+@click.option(
+    "--rows",
+    default=",".join(f"{d}:{a}" for d, a in TABLE2_ROWS),
+    show_default=True,
+    callback=_rows,
+    help="DATASET:ARCH rows; rows without data or GPU are marked not run.",
+)
 def reproduce_table2_cmd(rows: tuple[tuple[str, str], ...], **kw: Any) -> None:
     """Table 2: test error of baseline vs WINN, mean ± std over seeds."""
     from ..experiments.table2 import GridSpec, reproduce_table2
 
     setup_logging(False)
     spec = GridSpec(
-        rows=rows, seeds=kw["seeds"], epochs=kw["epochs"], synth_max_steps=kw["synth_max_steps"],
-        data_dir=kw["data_dir"], runs_dir=kw["runs_dir"], device=kw["device"],
-        allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"],
+        rows=rows,
+        seeds=kw["seeds"],
+        epochs=kw["epochs"],
+        synth_max_steps=kw["synth_max_steps"],
+        data_dir=kw["data_dir"],
+        runs_dir=kw["runs_dir"],
+        device=kw["device"],
+        allow_cpu_resnet=kw["allow_cpu_resnet"],
+        progress=not kw["no_progress"],
     )
-    reproduce_table2(spec, out_dir=kw["out_dir"], command=command_line(),
-                     replace_measured=kw["replace_measured"])
+    reproduce_table2(
+        spec, out_dir=kw["out_dir"], command=command_line(), replace_measured=kw["replace_measured"]
+    )
     click.echo((Path(kw["out_dir"]) / "table2.md").read_text())
 
 
-@main.command(help=f"""Offline demo: baseline vs WINN on the bundled MNIST sample, then FGSM and PGD.
+@main.command(
+    help=f"""Offline demo: baseline vs WINN on the bundled MNIST sample, then FGSM and PGD.
 
-    Trains both methods ({QUICK['epochs']} epochs on 2,500 real MNIST images; {QUICK['synth_per_class']}
-    new pseudo-negatives per class per epoch, synthesis capped at {QUICK['synth_max_steps']} steps),
-    attacks both at eps = {QUICK['eps']} and prints a Table 2/3 style summary. A few minutes on 2 CPU
+    Trains both methods ({QUICK["epochs"]} epochs on 2,500 real MNIST images; {QUICK["synth_per_class"]}
+    new pseudo-negatives per class per epoch, synthesis capped at {QUICK["synth_max_steps"]} steps),
+    attacks both at eps = {QUICK["eps"]} and prints a Table 2/3 style summary. A few minutes on 2 CPU
     cores. Small-sample numbers: see README for the full-MNIST tables.
-    """)
-@click.option("--out", default=QUICKSTART_DIR, show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the two runs, the attack record and summary.md.")
-@click.option("--device", default="auto", show_default=True, callback=device_option_check,
-              help="auto, cpu, cuda[:N].")
+    """
+)
+@click.option(
+    "--out",
+    default=QUICKSTART_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the two runs, the attack record and summary.md.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, callback=device_option_check, help="auto, cpu, cuda[:N]."
+)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of both runs and the attacks.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @overwrite_option("quickstart")
@@ -240,10 +303,13 @@ def quickstart(out: str, device: str, seed: int, no_progress: bool, overwrite: b
     from ..experiments.quickstart import quickstart as run_quickstart
 
     setup_logging(False)
-    table = run_quickstart(out, device=device, seed=seed, progress=not no_progress,
-                           overwrite=overwrite, command=command_line())
-    click.echo(f"\nbaseline vs WINN on the bundled MNIST sample ({QUICK['epochs']} epochs, "
-               f"eps {QUICK['eps']} in [0,1] pixel units, 1,000 test images):\n")
+    table = run_quickstart(
+        out, device=device, seed=seed, progress=not no_progress, overwrite=overwrite, command=command_line()
+    )
+    click.echo(
+        f"\nbaseline vs WINN on the bundled MNIST sample ({QUICK['epochs']} epochs, "
+        f"eps {QUICK['eps']} in [0,1] pixel units, 1,000 test images):\n"
+    )
     click.echo(table.to_markdown(index=False))
     click.echo(f"\nRecords and checkpoints: {out}/ (summary.md, attack-record.json, */record.json)")
 
@@ -252,32 +318,58 @@ def _attack_table_spec(cls: type[Any], kw: dict[str, Any], **fields: Any) -> Any
     """A Table 3/4 spec from the shared reproduce options (and --limit-train/--limit-test)."""
     extra = {k: kw[k] for k in ("limit_train",) if kw.get(k)}
     return cls(
-        **fields, seeds=kw["seeds"], epochs=kw["epochs"], synth_max_steps=kw["synth_max_steps"],
-        data_dir=kw["data_dir"], runs_dir=kw["runs_dir"], device=kw["device"],
-        allow_cpu_resnet=kw["allow_cpu_resnet"], progress=not kw["no_progress"], extra=extra,
+        **fields,
+        seeds=kw["seeds"],
+        epochs=kw["epochs"],
+        synth_max_steps=kw["synth_max_steps"],
+        data_dir=kw["data_dir"],
+        runs_dir=kw["runs_dir"],
+        device=kw["device"],
+        allow_cpu_resnet=kw["allow_cpu_resnet"],
+        progress=not kw["no_progress"],
+        extra=extra,
         limit_test=kw.get("limit_test"),
     )
 
 
 @reproduce.command("table3")
 @_reproduce_options
-@click.option("--arch", "archs", multiple=True, default=TABLE3_ARCHS, show_default=True,
-              help="Architectures (repeatable); ResNet rows need a GPU or --allow-cpu-resnet and "
-                   "otherwise show the paper's numbers marked not run here.")
-@click.option("--dataset", default=TABLE3_DATASET, show_default=True,
-              help="mnist (paper); 'sample' for a quick offline smoke run.")
-@click.option("--limit-train", type=click.IntRange(min=1), default=None,
-              help="Train on the first N images only (smoke runs).")
-@click.option("--limit-test", type=click.IntRange(min=1), default=None,
-              help="Attack the first N test images only (smoke runs).")
+@click.option(
+    "--arch",
+    "archs",
+    multiple=True,
+    default=TABLE3_ARCHS,
+    show_default=True,
+    help="Architectures (repeatable); ResNet rows need a GPU or --allow-cpu-resnet and "
+    "otherwise show the paper's numbers marked not run here.",
+)
+@click.option(
+    "--dataset",
+    default=TABLE3_DATASET,
+    show_default=True,
+    help="mnist (paper); 'sample' for a quick offline smoke run.",
+)
+@click.option(
+    "--limit-train",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on the first N images only (smoke runs).",
+)
+@click.option(
+    "--limit-test",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Attack the first N test images only (smoke runs).",
+)
 def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> None:
     """Table 3: MNIST FGSM (eps 0.125) and PGD adversarial error, correction rates."""
     from ..experiments.tables34 import Table3Spec, reproduce_table3
 
     setup_logging(False)
     spec = _attack_table_spec(Table3Spec, kw, rows=[(dataset, a) for a in archs])
-    reproduce_table3(spec, out_dir=kw["out_dir"], command=command_line(),
-                     replace_measured=kw["replace_measured"])
+    reproduce_table3(
+        spec, out_dir=kw["out_dir"], command=command_line(), replace_measured=kw["replace_measured"]
+    )
     click.echo((Path(kw["out_dir"]) / "table3.md").read_text())
 
 
@@ -289,8 +381,9 @@ def reproduce_table4_cmd(**kw: Any) -> None:
 
     setup_logging(False)
     spec = _attack_table_spec(Table4Spec, kw)
-    reproduce_table4(spec, out_dir=kw["out_dir"], command=command_line(),
-                     replace_measured=kw["replace_measured"])
+    reproduce_table4(
+        spec, out_dir=kw["out_dir"], command=command_line(), replace_measured=kw["replace_measured"]
+    )
     click.echo((Path(kw["out_dir"]) / "table4.md").read_text())
 
 
@@ -306,21 +399,33 @@ _register_commands()
 
 
 @reproduce.command("ablations")
-@click.option("--variant", "variants", multiple=True, type=click.Choice([v.name for v in DEFAULT_VARIANTS]),
-              default=tuple(v.name for v in DEFAULT_VARIANTS), show_default=True,
-              help="WINN variants (repeatable): the Table 2/3 setting, alpha x10, synthesis cap x5, "
-                   "epochs x2. Each is paired with the baseline of the same seed and epochs.")
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice([v.name for v in DEFAULT_VARIANTS]),
+    default=tuple(v.name for v in DEFAULT_VARIANTS),
+    show_default=True,
+    help="WINN variants (repeatable): the Table 2/3 setting, alpha x10, synthesis cap x5, "
+    "epochs x2. Each is paired with the baseline of the same seed and epochs.",
+)
 @click.option("--seeds", default=TABLE_BUDGET.seeds_text, show_default=True, callback=_seeds, help="Seeds.")
 @click.option("--dataset", default=TABLE3_DATASET, show_default=True, help="mnist, or sample (smoke run).")
 @click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root.")
-@click.option("--runs-root", default=RUNS_ROOT, show_default=True,
-              help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant>.")
+@click.option(
+    "--runs-root",
+    default=RUNS_ROOT,
+    show_default=True,
+    help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant>.",
+)
 @click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Table folder.")
-@click.option("--device", default="auto", show_default=True, callback=device_option_check,
-              help="auto, cpu, cuda[:N].")
+@click.option(
+    "--device", default="auto", show_default=True, callback=device_option_check, help="auto, cpu, cuda[:N]."
+)
 @click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only.")
-@click.option("--limit-test", type=click.IntRange(min=1), default=None,
-              help="Attack only the first N test images.")
+@click.option(
+    "--limit-test", type=click.IntRange(min=1), default=None, help="Attack only the first N test images."
+)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @_REPLACE_MEASURED
 def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
@@ -329,11 +434,151 @@ def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
 
     setup_logging(False)
     spec = AblationSpec(
-        variants=[v for v in DEFAULT_VARIANTS if v.name in variants], seeds=kw["seeds"],
-        dataset=kw["dataset"], data_dir=kw["data_dir"], runs_dir=kw["runs_root"],
-        device=kw["device"], limit_test=kw["limit_test"], progress=not kw["no_progress"],
+        variants=[v for v in DEFAULT_VARIANTS if v.name in variants],
+        seeds=kw["seeds"],
+        dataset=kw["dataset"],
+        data_dir=kw["data_dir"],
+        runs_dir=kw["runs_root"],
+        device=kw["device"],
+        limit_test=kw["limit_test"],
+        progress=not kw["no_progress"],
         extra={"limit_train": kw["limit_train"]} if kw["limit_train"] else {},
     )
-    run_ablations(spec, out_dir=kw["out_dir"], command=command_line(),
-                  replace_measured=kw["replace_measured"])
+    run_ablations(
+        spec, out_dir=kw["out_dir"], command=command_line(), replace_measured=kw["replace_measured"]
+    )
     click.echo((Path(kw["out_dir"]) / "ablations.md").read_text())
+
+
+_SHARED_RUNS = ", ".join(dict.fromkeys("ROOT/" + "/".join(m.shared) for m in DEFENCE_METHODS if m.shared))
+_TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack (config.AdversarialConfig)
+
+
+@reproduce.command("defences")
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice([m.name for m in DEFENCE_METHODS]),
+    default=tuple(m.name for m in DEFENCE_METHODS),
+    show_default=True,
+    help="Methods (repeatable): cross-entropy baseline, WINN at the paper's alpha and at 10x it, "
+    f"PGD adversarial training (Madry et al. 2018), TRADES (Zhang et al. 2019, beta "
+    f"{_TRAIN_ATTACK.trades_beta:g}) and WINN+AT; these three train against the MNIST "
+    f"standard attack (eps {_TRAIN_ATTACK.eps:g}, {_TRAIN_ATTACK.steps} steps of "
+    f"{_TRAIN_ATTACK.step_size:g}).",
+)
+@click.option(
+    "--seeds",
+    default=TABLE_BUDGET.seeds_text,
+    show_default=True,
+    callback=_seeds,
+    help="Comma-separated seeds; one run per method and seed, mean ± std over them.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=TABLE_BUDGET.epochs,
+    show_default=True,
+    help="Epochs per run (paper/code: 200).",
+)
+@click.option(
+    "--synth-max-steps",
+    type=click.IntRange(min=0),
+    default=TABLE_BUDGET.synth_max_steps,
+    show_default=True,
+    help="Synthesis cap per pass of the WINN methods (code: 2000).",
+)
+@click.option(
+    "--eps",
+    "eps",
+    multiple=True,
+    type=FiniteFloat(0.0, 1.0, min_open=True),
+    default=DEFENCES_EPS,
+    show_default=True,
+    help=f"Attack radii (repeatable), L-inf in [0, 1] pixel units: the paper's {MNIST_EPS:g} "
+    f"and the MNIST standard {MNIST_STANDARD_EPS:g}.",
+)
+@click.option(
+    "--dataset",
+    default=TABLE3_DATASET,
+    show_default=True,
+    help="Registered dataset; 'sample' (the bundled MNIST sample) for a quick offline smoke run.",
+)
+@click.option(
+    "--arch",
+    default=DEFENCES_ARCH,
+    show_default=True,
+    help="Registered model or a user factory 'pkg.module:factory' (trusted: you named it).",
+)
+@click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root (torchvision layout).")
+@click.option(
+    "--runs-root",
+    default=RUNS_ROOT,
+    show_default=True,
+    help=f"Runs root: runs are trained, reused and resumed in ROOT/{DEFENCES_SUBDIR}; finished "
+    f"runs with the same settings in {_SHARED_RUNS} (Table 2's, the alpha ablation's) are "
+    "reused, never changed.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=RESULTS_DIR,
+    show_default=True,
+    help="Folder for defences.{csv,md,json} and defences-seeds.csv.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, callback=device_option_check, help="auto, cpu, cuda[:N]."
+)
+@click.option(
+    "--subset-size",
+    type=click.IntRange(min=0),
+    default=DEFENCES_SUBSET,
+    show_default=True,
+    help="APGD-CE, APGD-DLR and Square attack a fixed seeded subset of this many test images "
+    "(recorded in defences.json; the table marks those cells); FGSM and PGD see every "
+    "image. 0: every attack on every image.",
+)
+@click.option(
+    "--limit-train",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on the first N training images only (smoke runs).",
+)
+@click.option(
+    "--limit-test",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Attack the first N test images only (smoke runs).",
+)
+@click.option(
+    "--allow-cpu-resnet", is_flag=True, help="Run ResNet architectures on the CPU too (hours per run)."
+)
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@_REPLACE_MEASURED
+def reproduce_defences_cmd(methods: tuple[str, ...], eps: tuple[float, ...], **kw: Any) -> None:
+    """WINN against PGD-AT, TRADES and WINN+AT under FGSM, PGD, APGD-CE/DLR and Square (issue 13)."""
+    from ..experiments.defences import DefencesSpec, reproduce_defences
+
+    setup_logging(False)
+    spec = DefencesSpec(
+        methods=methods,
+        seeds=kw["seeds"],
+        epochs=kw["epochs"],
+        synth_max_steps=kw["synth_max_steps"],
+        dataset=kw["dataset"],
+        arch=kw["arch"],
+        eps=eps,
+        subset_size=kw["subset_size"] or None,
+        limit_train=kw["limit_train"],
+        limit_test=kw["limit_test"],
+        data_dir=kw["data_dir"],
+        runs_root=kw["runs_root"],
+        device=kw["device"],
+        allow_cpu_resnet=kw["allow_cpu_resnet"],
+        progress=not kw["no_progress"],
+    )
+    reproduce_defences(
+        spec, out_dir=kw["out_dir"], command=command_line(), replace_measured=kw["replace_measured"]
+    )
+    click.echo((Path(kw["out_dir"]) / "defences.md").read_text())

@@ -15,12 +15,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import AdversarialConfig, TrainConfig
 
 __all__ = [
-    "ATTACK_BATCH_SIZE", "Budget", "DATA_DIR", "MNIST_EPS", "PGD_MNIST", "QUICK", "QUICKSTART_DIR",
-    "RESULTS_DIR", "RUNS_DIR", "RUNS_ROOT", "SVHN_EPS", "TABLE2_ROWS", "TABLE3_ARCHS", "TABLE3_ATTACKS",
-    "TABLE3_DATASET", "TABLE4_ATTACKS", "TABLE4_ROWS", "TABLE_BUDGET",
+    "ATTACK_BATCH_SIZE",
+    "Budget",
+    "DATA_DIR",
+    "DEFENCES_ARCH",
+    "DEFENCES_EPS",
+    "DEFENCES_LADDER",
+    "DEFENCES_SUBDIR",
+    "DEFENCES_SUBSET",
+    "DEFENCES_SUBSET_SEED",
+    "MNIST_EPS",
+    "MNIST_STANDARD_EPS",
+    "PGD_MNIST",
+    "PGD_RESTARTS",
+    "QUICK",
+    "QUICKSTART_DIR",
+    "RESULTS_DIR",
+    "RUNS_DIR",
+    "RUNS_ROOT",
+    "SQUARE_QUERIES",
+    "SVHN_EPS",
+    "TABLE2_ROWS",
+    "TABLE3_ARCHS",
+    "TABLE3_ATTACKS",
+    "TABLE3_DATASET",
+    "TABLE4_ATTACKS",
+    "TABLE4_ROWS",
+    "TABLE_BUDGET",
+    "WINN_ALPHA_HIGH",
 ]
 
 
@@ -53,13 +78,40 @@ TABLE3_ATTACKS: tuple[str, ...] = ("fgsm", PGD_MNIST)  # the paper's FGSM, PGD a
 TABLE4_ATTACKS: tuple[str, ...] = ("fgsm",)
 ATTACK_BATCH_SIZE = 500  # images per attack batch
 
+# WINN against the standard defences (issue 13 §2; experiments/defences.py). The training attack
+# of pgd-at/trades/winn-at is AdversarialConfig's MNIST standard (eps 0.3, 40 x 0.01, beta 6).
+MNIST_STANDARD_EPS = AdversarialConfig().eps  # Madry et al. 2018, TRADES, RobustBench: 0.3
+DEFENCES_EPS: tuple[float, ...] = (MNIST_EPS, MNIST_STANDARD_EPS)  # the paper's and the standard
+DEFENCES_ARCH = "vanilla"  # on TABLE3_DATASET (MNIST)
+WINN_ALPHA_HIGH = 10 * TABLE_BUDGET.alpha  # the ablation where WINN's FGSM effect appears (README)
+PGD_RESTARTS = 5  # random restarts of the evaluation PGD-40 (each on the images still robust)
+SQUARE_QUERIES = 5000  # AutoAttack standard's Square budget (Croce & Hein 2020)
+DEFENCES_SUBSET = 1000  # test images for Square and the 100-step attacks (issue 13 §2: >= 1,000)
+DEFENCES_SUBSET_SEED = 0  # the subset is a fixed draw: randperm(n_test, seed)[:N], sorted
+# The attack ladder: (column name, attack spec, runs on the subset). FGSM and PGD-40 with
+# restarts see every test image; APGD-CE, targeted APGD-DLR (APGD-T, 9 targets; 100 steps each)
+# and Square (gradient-free) see the subset when one is set.
+DEFENCES_LADDER: tuple[tuple[str, str, bool], ...] = (
+    ("fgsm", "fgsm", False),
+    ("pgd", f"{PGD_MNIST},restarts={PGD_RESTARTS}", False),
+    ("apgd-ce", "apgd", True),
+    ("apgd-dlr", "apgd-dlr", True),
+    ("square", f"square:queries={SQUARE_QUERIES}", True),
+)
+
 DATA_DIR = TrainConfig().data_dir  # dataset root (torchvision layout)
 RUNS_ROOT = "runs"  # ROOT/table2 (Tables 2-4) and ROOT/ablations/<variant>
 RUNS_DIR = f"{RUNS_ROOT}/table2"  # training runs shared by Tables 2-4 and the ablations
+DEFENCES_SUBDIR = "defences"  # the defence comparison's own runs: ROOT/defences/<run>
 RESULTS_DIR = "results"  # table files
 QUICKSTART_DIR = "runs/quickstart"  # the quickstart's two runs, attack record and summary
 
 # The quickstart's budget: minutes on 2 CPU cores on the bundled 2,500-image sample. A dict so
 # that tests can shrink it (monkeypatch.setitem).
-QUICK: dict[str, Any] = {"epochs": 8, "synth_max_steps": 100, "synth_per_class": 50, "eps": MNIST_EPS,
-                         "attacks": ("fgsm", "pgd")}
+QUICK: dict[str, Any] = {
+    "epochs": 8,
+    "synth_max_steps": 100,
+    "synth_per_class": 50,
+    "eps": MNIST_EPS,
+    "attacks": ("fgsm", "pgd"),
+}
