@@ -363,7 +363,13 @@ CASES = [
     Case(
         "attack-into-existing-attack",
         ["attack", "--model", "{ckpt}", "--limit", "8", "--out", "{attacked}"],
-        "already holds results",
+        "already holds results (attack-record.json, attack-table.csv, attack-table.md, attack-curve.csv, "
+        "attack-curve.png); pass --overwrite to replace it",  # attack has no --resume to suggest
+    ),
+    Case(
+        "quickstart-into-existing-results",
+        ["quickstart", "--out", "{attacked}", "--device", "cpu"],
+        "already holds results (attack-record.json); pass --overwrite to replace it",
     ),
     Case(
         "unsup-into-existing-run",

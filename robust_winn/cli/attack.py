@@ -267,7 +267,7 @@ def attack(
     trusted = (arch,) if arch is not None and model_path is not None else ()
     paths = {k: v for k, v in (("model", model_path), ("baseline", baseline_path)) if v}
     states = {k: _read_checkpoint(v, f"--{k}", trusted, trust_code) for k, v in paths.items()}
-    with claim(out, results=ATTACK_FILES, overwrite=overwrite):
+    with claim(out, results=ATTACK_FILES, overwrite=overwrite, resumable=False):
         first = next(iter(states.values()), {})
         name = dataset or first.get("dataset", {}).get("name") or "mnist"
         data = load_dataset(name, data_dir=data_dir, limit_test=limit)

@@ -69,7 +69,7 @@ def quickstart(
     from ..runtime.device import resolve_device
 
     dev = resolve_device(device)
-    with claim(out, results=QUICK_FILES, overwrite=overwrite) as out:
+    with claim(out, results=QUICK_FILES, overwrite=overwrite, resumable=False) as out:
         for method in (Method.BASELINE, Method.WINN):  # refuse before any training, not halfway
             found = existing_results(out / method.value, RUN_FILES) if (out / method.value).is_dir() else []
             if found and not overwrite:

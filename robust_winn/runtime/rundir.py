@@ -107,6 +107,7 @@ def claim(
     resume: bool = False,
     overwrite: bool = False,
     option: str = "--out",
+    resumable: bool = True,
 ) -> Iterator[Path]:
     """Hold ``out`` for one run: writable, locked, and never silently replacing results.
 
@@ -116,6 +117,7 @@ def claim(
         resume: the caller continues the results there (they must exist; checked by the caller).
         overwrite: the user asked to replace the results; they are deleted first.
         option: the command-line option that named ``out``, for messages.
+        resumable: the command has a ``--resume`` (the refusal suggests it only then).
 
     Raises:
         BadValueError: both resume and overwrite. ResumeError: resume of a missing folder.
@@ -132,9 +134,10 @@ def claim(
         found = existing_results(path, results)
         if found and not resume:
             if not overwrite:
+                cont = "--resume to continue that run, " if resumable else ""
                 raise RunDirError(
-                    f"{option} {path} already holds results ({', '.join(found)}); pass --resume to "
-                    f"continue that run, --overwrite to replace it, or choose another {option}"
+                    f"{option} {path} already holds results ({', '.join(found)}); pass {cont}"
+                    f"--overwrite to replace it, or choose another {option}"
                 )
             for name in found:
                 (path / name).unlink()
