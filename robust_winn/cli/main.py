@@ -188,6 +188,30 @@ _REPLACE_MEASURED = click.option(
 )
 
 
+# Options the reproduce commands share, declared once (defaults: experiments/presets.py).
+_EPOCHS = click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=TABLE_BUDGET.epochs,
+    show_default=True,
+    help="Epochs per run (paper/code: 200).",
+)
+_SYNTH_MAX_STEPS = click.option(
+    "--synth-max-steps",
+    type=click.IntRange(min=0),
+    default=TABLE_BUDGET.synth_max_steps,
+    show_default=True,
+    help="Synthesis cap per pass (code: 2000).",
+)
+_DEVICE = click.option(
+    "--device", default="auto", show_default=True, callback=device_option_check, help="auto, cpu, cuda[:N]."
+)
+_ALLOW_CPU_RESNET = click.option(
+    "--allow-cpu-resnet", is_flag=True, help="Run ResNet-32 rows on the CPU too (hours per run)."
+)
+_NO_PROGRESS = click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+
+
 def _reproduce_options(fn: Any) -> Any:
     """The options every table shares; their defaults are the budgets of experiments/presets.py."""
     opts = [
@@ -198,20 +222,8 @@ def _reproduce_options(fn: Any) -> Any:
             callback=_seeds,
             help="Comma-separated seeds; tables give mean and std over them.",
         ),
-        click.option(
-            "--epochs",
-            type=click.IntRange(min=1),
-            default=TABLE_BUDGET.epochs,
-            show_default=True,
-            help="Epochs per run (paper/code: 200).",
-        ),
-        click.option(
-            "--synth-max-steps",
-            type=click.IntRange(min=0),
-            default=TABLE_BUDGET.synth_max_steps,
-            show_default=True,
-            help="Synthesis cap per pass (code: 2000).",
-        ),
+        _EPOCHS,
+        _SYNTH_MAX_STEPS,
         click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root."),
         click.option(
             "--runs-dir",
@@ -222,17 +234,9 @@ def _reproduce_options(fn: Any) -> Any:
         click.option(
             "--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Folder for the table files."
         ),
-        click.option(
-            "--device",
-            default="auto",
-            show_default=True,
-            callback=device_option_check,
-            help="auto, cpu, cuda[:N].",
-        ),
-        click.option(
-            "--allow-cpu-resnet", is_flag=True, help="Run ResNet-32 rows on the CPU too (hours per run)."
-        ),
-        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+        _DEVICE,
+        _ALLOW_CPU_RESNET,
+        _NO_PROGRESS,
         _REPLACE_MEASURED,
     ]
     for opt in reversed(opts):
@@ -419,14 +423,12 @@ _register_commands()
     help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant>.",
 )
 @click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Table folder.")
-@click.option(
-    "--device", default="auto", show_default=True, callback=device_option_check, help="auto, cpu, cuda[:N]."
-)
+@_DEVICE
 @click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only.")
 @click.option(
     "--limit-test", type=click.IntRange(min=1), default=None, help="Attack only the first N test images."
 )
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@_NO_PROGRESS
 @_REPLACE_MEASURED
 def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
     """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
@@ -475,20 +477,8 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
     callback=_seeds,
     help="Comma-separated seeds; one run per method and seed, mean ± std over them.",
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    default=TABLE_BUDGET.epochs,
-    show_default=True,
-    help="Epochs per run (paper/code: 200).",
-)
-@click.option(
-    "--synth-max-steps",
-    type=click.IntRange(min=0),
-    default=TABLE_BUDGET.synth_max_steps,
-    show_default=True,
-    help="Synthesis cap per pass of the WINN methods (code: 2000).",
-)
+@_EPOCHS
+@_SYNTH_MAX_STEPS
 @click.option(
     "--eps",
     "eps",
@@ -527,9 +517,7 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
     show_default=True,
     help="Folder for defences.{csv,md,json} and defences-seeds.csv.",
 )
-@click.option(
-    "--device", default="auto", show_default=True, callback=device_option_check, help="auto, cpu, cuda[:N]."
-)
+@_DEVICE
 @click.option(
     "--subset-size",
     type=click.IntRange(min=0),
@@ -551,10 +539,8 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
     default=None,
     help="Attack the first N test images only (smoke runs).",
 )
-@click.option(
-    "--allow-cpu-resnet", is_flag=True, help="Run ResNet architectures on the CPU too (hours per run)."
-)
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@_ALLOW_CPU_RESNET
+@_NO_PROGRESS
 @_REPLACE_MEASURED
 def reproduce_defences_cmd(methods: tuple[str, ...], eps: tuple[float, ...], **kw: Any) -> None:
     """WINN against PGD-AT, TRADES and WINN+AT under FGSM, PGD, APGD-CE/DLR and Square (issue 13)."""
