@@ -25,11 +25,15 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from ..errors import ResumeError
 from ..runtime.checkpoint import load_checkpoint, require_keys, save_checkpoint
-from .resume import check_resume_settings
+from ..runtime.device import resolve_device
+from ..runtime.rundir import claim
+from .resume import RUN_FILES, check_resume_settings
 
-__all__ = ["NonFiniteLossError", "Trainer", "drive", "load_for_resume"]
+__all__ = ["NonFiniteLossError", "Trainer", "drive", "load_for_resume", "train_in_one_process"]
 
 LAST = "checkpoint-last.pt"
 
@@ -138,3 +142,43 @@ def drive(trainer: Trainer, *, command: str | None, stop_after: int | None = Non
         if trainer.is_main:
             _write_outputs(trainer, record)
     return record
+
+
+def train_in_one_process(
+    cfg: Any,
+    *,
+    method: str,
+    keys: Collection[str],
+    free: Collection[str],
+    make_trainer: Callable[[torch.device, dict[str, Any] | None], Any],
+    resume: bool,
+    overwrite: bool,
+    command: str | None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """The whole run of a single-process trainer (unsupervised WINN, WGAN-GP).
+
+    Validates ``cfg``, claims ``cfg.out`` (:func:`robust_winn.runtime.rundir.claim`), reads the
+    checkpoint of a resume (its ``method`` must be ``method``, its settings those of ``cfg`` but
+    ``free``), lets ``make_trainer(device, checkpoint or None)`` build the trainer (restored or
+    freshly started), then :func:`drive` s it and closes it (its ``close()``) whatever happens.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+
+    def config_of(ckpt: dict[str, Any]) -> dict[str, Any]:
+        if ckpt.get("method") != method:
+            raise ResumeError(f"checkpoint method is {ckpt.get('method')!r}, not {method!r}")
+        return type(cfg).from_dict(ckpt["config"]).to_dict()
+
+    with claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite):
+        ckpt = None
+        if resume:
+            ckpt = load_for_resume(
+                Path(cfg.out), keys=keys, config_of=config_of, want=cfg.to_dict(), free=free
+            )
+        trainer = make_trainer(device, ckpt)
+        try:
+            return drive(trainer, command=command, stop_after=stop_after)
+        finally:
+            trainer.close()

@@ -40,14 +40,11 @@ from ..errors import ResumeError
 from ..models.appd import quantize_uint8, sample_p0
 from ..objectives.losses import gradient_penalty, wasserstein_loss
 from ..runtime.checkpoint import load_state, versions
-from ..runtime.device import resolve_device
 from ..runtime.header import run_header
-from ..runtime.rundir import claim
 from ..synthesis import NegativePool
 from ..synthesis.ascent import AscentSampler, critic_fn
 from ..synthesis.cascade import METHOD, build_critic
-from .loop import NonFiniteLossError, drive, load_for_resume
-from .resume import RUN_FILES
+from .loop import NonFiniteLossError, train_in_one_process
 from .unsup_config import Preset, UnsupConfig
 
 log = logging.getLogger(__name__)
@@ -384,42 +381,29 @@ def train_unsupervised(
         UserError (ResumeError, RunDirError, DataUnavailableError, ModelSpecError,
         BadValueError): bad input, raised before any training.
     """
-    cfg.validate()
-    device = resolve_device(cfg.device)
-    with claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite):
-        return _train_unsupervised(cfg, resume, command, source, stop_after, device)
 
+    def make_trainer(device: torch.device, ckpt: dict[str, Any] | None) -> UnsupervisedTrainer:
+        run = UnsupervisedTrainer(cfg, source or cfg.load_positives(), device)
+        if ckpt is None:
+            run.start()
+        else:
+            run.restore(ckpt)
+            log.info(
+                "resumed %s at cascade %d, iteration %d",
+                cfg.out,
+                run.state.cascade + 1,
+                run.state.iteration + 1,
+            )
+        return run
 
-def _config_of(ckpt: dict[str, Any]) -> dict[str, Any]:
-    if ckpt.get("method") != METHOD:
-        raise ResumeError(f"checkpoint method is {ckpt.get('method')!r}, not {METHOD!r}")
-    return UnsupConfig.from_dict(ckpt["config"]).to_dict()
-
-
-def _train_unsupervised(
-    cfg: UnsupConfig,
-    resume: bool,
-    command: str | None,
-    source: PositiveSource | None,
-    stop_after: int | None,
-    device: torch.device,
-) -> dict[str, Any]:
-    ckpt = None
-    if resume:
-        ckpt = load_for_resume(
-            Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of, want=cfg.to_dict(), free=RESUME_FREE
-        )
-    if source is None:
-        source = cfg.load_positives()
-    run = UnsupervisedTrainer(cfg, source, device)
-    if ckpt is not None:
-        run.restore(ckpt)
-        log.info(
-            "resumed %s at cascade %d, iteration %d", cfg.out, run.state.cascade + 1, run.state.iteration + 1
-        )
-    else:
-        run.start()
-    try:
-        return drive(run, command=command, stop_after=stop_after)
-    finally:
-        run.close()
+    return train_in_one_process(
+        cfg,
+        method=METHOD,
+        keys=RESUME_KEYS,
+        free=RESUME_FREE,
+        make_trainer=make_trainer,
+        resume=resume,
+        overwrite=overwrite,
+        command=command,
+        stop_after=stop_after,
+    )

@@ -43,7 +43,6 @@ from tqdm.auto import tqdm
 
 from ..config import MAX_SEED, check_number
 from ..data.positives import PositiveSource
-from ..errors import ResumeError
 from ..models.dcgan import DCGANGenerator
 from ..objectives.losses import gradient_penalty, wasserstein_loss
 from ..runtime.checkpoint import (
@@ -54,13 +53,10 @@ from ..runtime.checkpoint import (
     save_checkpoint,
     versions,
 )
-from ..runtime.device import resolve_device
 from ..runtime.header import run_header
-from ..runtime.rundir import claim
 from ..synthesis.ascent import critic_fn
 from ..synthesis.cascade import build_critic
-from .loop import NonFiniteLossError, drive, load_for_resume
-from .resume import RUN_FILES
+from .loop import NonFiniteLossError, train_in_one_process
 from .unsup_config import PositivesConfig, Preset
 
 log = logging.getLogger(__name__)
@@ -417,12 +413,6 @@ class WganGpTrainer:
         return row
 
 
-def _config_of(ckpt: dict[str, Any]) -> dict[str, Any]:
-    if ckpt.get("method") != METHOD:
-        raise ResumeError(f"checkpoint method is {ckpt.get('method')!r}, not {METHOD!r}")
-    return WganGpConfig.from_dict(ckpt["config"]).to_dict()
-
-
 def train_wgan_gp(
     cfg: WganGpConfig,
     *,
@@ -451,20 +441,20 @@ def train_wgan_gp(
         UserError (ResumeError, RunDirError, DataUnavailableError, ModelSpecError, BadValueError):
         bad input.
     """
-    cfg.validate()
-    device = resolve_device(cfg.device)
-    with claim(cfg.out, results=RUN_FILES, resume=resume, overwrite=overwrite):
-        ckpt = None
-        if resume:
-            ckpt = load_for_resume(
-                Path(cfg.out), keys=RESUME_KEYS, config_of=_config_of, want=cfg.to_dict(), free=RESUME_FREE
-            )
-        if source is None:
-            source = cfg.load_positives()
-        trainer = WganGpTrainer(cfg, source, device)
+
+    def make_trainer(device: torch.device, ckpt: dict[str, Any] | None) -> WganGpTrainer:
+        trainer = WganGpTrainer(cfg, source or cfg.load_positives(), device)
         if ckpt is not None:
             trainer.restore(ckpt)
-        try:
-            return drive(trainer, command=command)
-        finally:
-            trainer.close()
+        return trainer
+
+    return train_in_one_process(
+        cfg,
+        method=METHOD,
+        keys=RESUME_KEYS,
+        free=RESUME_FREE,
+        make_trainer=make_trainer,
+        resume=resume,
+        overwrite=overwrite,
+        command=command,
+    )
