@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_overrides, tiny_synthesis
 
 from robust_winn.experiments.ablations import AblationSpec, Variant, run_ablations
+from robust_winn.experiments.effect_map import run_effect_map
 from robust_winn.experiments.table2 import GridSpec, reproduce_table2
 
 SMOKE = ["--seeds", "0,1", "--epochs", "1", "--synth-max-steps", "2", "--device", "cpu", "--no-progress"]
@@ -147,3 +148,17 @@ def test_ablations_share_baselines_and_tabulate(tmp_path: Path):
     tiny = json.loads((runs / "tiny" / "sample-vanilla-winn-s0" / "record.json").read_text())
     assert tiny["config"]["alpha"] == 0.01
     assert "ablations" in (tmp_path / "res" / "ablations.md").read_text().lower()
+
+    # the effect map (issue 13 §5) reuses those runs and adds an epoch count
+    ckpt = runs / "tiny-alpha" / "sample-vanilla-winn-s0" / "checkpoint-last.pt"
+    mtime = ckpt.stat().st_mtime_ns
+    spec.variants = [*variants, Variant("tiny-e2", epochs=2, synth_max_steps=2)]
+    spec.attacks = ("fgsm",)
+    emap = run_effect_map(spec, out_dir=tmp_path / "res", command="test")
+    assert ckpt.stat().st_mtime_ns == mtime  # reused, not retrained
+    assert sorted(emap.variant) == ["tiny", "tiny-alpha", "tiny-e2"] and sorted(emap.epochs) == [1, 1, 2]
+    res = tmp_path / "res"
+    assert (res / "effect-map.png").read_bytes()[:4] == b"\x89PNG"
+    assert "effect map" in (res / "effect-map.md").read_text().lower()
+    assert len(json.loads((res / "effect-map.json").read_text())["rows"]) == 3
+    assert json.loads((res / "ablations.json").read_text())["stem"] == "ablations"  # left alone

@@ -17,8 +17,9 @@ from typing import Any
 import click
 
 from ..config import TrainConfig
-from ..experiments.ablations import DEFAULT_VARIANTS
+from ..experiments.ablations import DEFAULT_VARIANTS, Variant
 from ..experiments.defences import DEFENCE_METHODS
+from ..experiments.effect_map import EFFECT_MAP_VARIANTS
 from ..experiments.presets import (
     DATA_DIR,
     DEFENCES_ARCH,
@@ -402,41 +403,60 @@ def _register_commands() -> None:
 _register_commands()
 
 
-@reproduce.command("ablations")
-@click.option(
-    "--variant",
-    "variants",
-    multiple=True,
-    type=click.Choice([v.name for v in DEFAULT_VARIANTS]),
-    default=tuple(v.name for v in DEFAULT_VARIANTS),
-    show_default=True,
-    help="WINN variants (repeatable): the Table 2/3 setting, alpha x10, synthesis cap x5, "
-    "epochs x2. Each is paired with the baseline of the same seed and epochs.",
-)
-@click.option("--seeds", default=TABLE_BUDGET.seeds_text, show_default=True, callback=_seeds, help="Seeds.")
-@click.option("--dataset", default=TABLE3_DATASET, show_default=True, help="mnist, or sample (smoke run).")
-@click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root.")
-@click.option(
-    "--runs-root",
-    default=RUNS_ROOT,
-    show_default=True,
-    help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant>.",
-)
-@click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Table folder.")
-@_DEVICE
-@click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only.")
-@click.option(
-    "--limit-test", type=click.IntRange(min=1), default=None, help="Attack only the first N test images."
-)
-@_NO_PROGRESS
-@_REPLACE_MEASURED
-def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
-    """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
-    from ..experiments.ablations import AblationSpec, run_ablations
+def _grid_options(choices: tuple[Variant, ...], default: tuple[Variant, ...], what: str) -> Any:
+    """The options shared by the ablation grid and the effect map (one declaration)."""
+    options = [
+        click.option(
+            "--variant",
+            "variants",
+            multiple=True,
+            type=click.Choice([v.name for v in choices]),
+            default=tuple(v.name for v in default),
+            show_default=True,
+            help=f"WINN variants (repeatable): {what}. Each is paired with the baseline of the "
+            "same seed and epochs.",
+        ),
+        click.option(
+            "--seeds", default=TABLE_BUDGET.seeds_text, show_default=True, callback=_seeds, help="Seeds."
+        ),
+        click.option(
+            "--dataset", default=TABLE3_DATASET, show_default=True, help="mnist, or sample (smoke run)."
+        ),
+        click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root."),
+        click.option(
+            "--runs-root",
+            default=RUNS_ROOT,
+            show_default=True,
+            help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant> "
+            "(shared by the ablations and the effect map).",
+        ),
+        click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Table folder."),
+        _DEVICE,
+        click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only."),
+        click.option(
+            "--limit-test",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Attack only the first N test images.",
+        ),
+        _NO_PROGRESS,
+        _REPLACE_MEASURED,
+    ]
+
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+def _grid_spec(variants: tuple[str, ...], known: tuple[Variant, ...], kw: dict[str, Any]) -> Any:
+    from ..experiments.ablations import AblationSpec
 
     setup_logging(False)
-    spec = AblationSpec(
-        variants=[v for v in DEFAULT_VARIANTS if v.name in variants],
+    return AblationSpec(
+        variants=[v for v in known if v.name in variants],
         seeds=kw["seeds"],
         dataset=kw["dataset"],
         data_dir=kw["data_dir"],
@@ -446,10 +466,40 @@ def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
         progress=not kw["no_progress"],
         extra={"limit_train": kw["limit_train"]} if kw["limit_train"] else {},
     )
+
+
+@reproduce.command("ablations")
+@_grid_options(
+    DEFAULT_VARIANTS, DEFAULT_VARIANTS, "the Table 2/3 setting, alpha x10, synthesis cap x5, epochs x2"
+)
+def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
+    """Ablations: alpha, synthesis budget and epochs vs FGSM/PGD robustness (issue 3)."""
+    from ..experiments.ablations import run_ablations
+
+    spec = _grid_spec(variants, DEFAULT_VARIANTS, kw)
     run_ablations(
         spec, out_dir=kw["out_dir"], command=command_line(), replace_measured=kw["replace_measured"]
     )
     click.echo((Path(kw["out_dir"]) / "ablations.md").read_text())
+
+
+@reproduce.command("effect-map")
+@_grid_options(
+    EFFECT_MAP_VARIANTS,
+    EFFECT_MAP_VARIANTS,
+    "WINN at 1x, 3x, 10x, 30x and 100x the paper's alpha for 15 epochs, and the paper's alpha for "
+    "30 epochs; runs of Tables 2-3 and the ablations are reused. On 2 CPU cores each new WINN "
+    "run takes about 20 min (15 epochs) or 40 min (30 epochs)",
+)
+def reproduce_effect_map_cmd(variants: tuple[str, ...], **kw: Any) -> None:
+    """Effect map: WINN's clean, FGSM and PGD error against alpha and epochs (issue 13 §5)."""
+    from ..experiments.effect_map import run_effect_map
+
+    spec = _grid_spec(variants, EFFECT_MAP_VARIANTS, kw)
+    run_effect_map(
+        spec, out_dir=kw["out_dir"], command=command_line(), replace_measured=kw["replace_measured"]
+    )
+    click.echo((Path(kw["out_dir"]) / "effect-map.md").read_text())
 
 
 _SHARED_RUNS = ", ".join(dict.fromkeys("ROOT/" + "/".join(m.shared) for m in DEFENCE_METHODS if m.shared))

@@ -36,7 +36,15 @@ from .presets import DATA_DIR, MNIST_EPS, RUNS_ROOT, TABLE3_ATTACKS, TABLE3_DATA
 from .table2 import MEASURED, check_measured_kept, mean_std, train_or_reuse, write_files_atomically
 from .tables34 import seed_numbers
 
-__all__ = ["ABLATIONS_KEY", "AblationSpec", "Variant", "DEFAULT_VARIANTS", "run_ablations"]
+__all__ = [
+    "ABLATIONS_KEY",
+    "AblationSpec",
+    "Variant",
+    "DEFAULT_VARIANTS",
+    "ALPHA_SWEEP",
+    "KNOWN_VARIANTS",
+    "run_ablations",
+]
 
 ABLATIONS_KEY = ("variant", "attack")  # the columns that name a row of ablations.json
 
@@ -72,6 +80,21 @@ DEFAULT_VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(f"epochs{2 * _B.epochs}", epochs=2 * _B.epochs, notes="2x the epochs"),
 )
+
+
+def _alpha_variant(multiple: int) -> Variant:
+    """WINN at ``multiple`` x the paper's alpha; the ablation's variant of that name where one exists."""
+    if multiple == 1:
+        return DEFAULT_VARIANTS[0]
+    name = f"alpha{multiple * _B.alpha:g}"
+    new = Variant(name, alpha=multiple * _B.alpha, notes=f"{multiple}x the paper's WINN weight")
+    return next((v for v in DEFAULT_VARIANTS if v.name == name), new)
+
+
+# The effect map's alpha axis (issue 13 §5): 1x, 3x, 10x, 30x and 100x the paper's WINN weight.
+# The 1x and 10x points are the "default" and "alpha0.1" ablations, so their runs are shared.
+ALPHA_SWEEP: tuple[Variant, ...] = tuple(_alpha_variant(m) for m in (1, 3, 10, 30, 100))
+KNOWN_VARIANTS: tuple[Variant, ...] = tuple({v.name: v for v in DEFAULT_VARIANTS + ALPHA_SWEEP}.values())
 
 
 @dataclass
@@ -125,15 +148,19 @@ def run_ablations(
     out_dir: str | Path,
     command: str,
     replace_measured: bool = False,
+    stem: str = "ablations",
+    title: str = "Ablations: WINN vs baseline under FGSM and PGD (%), mean ± std over seeds",
 ) -> pd.DataFrame:
     """Train (or reuse) every variant x seed with its baseline, attack both, write the table.
 
     Args:
         spec: variants, seeds, data and attacks.
-        out_dir: folder of ``ablations.{csv,md,json}`` and ``ablations-seeds.csv``.
+        out_dir: folder of ``<stem>.{csv,md,json}`` and ``<stem>-seeds.csv``.
         command: the command line, stored in the outputs.
-        replace_measured: allow measured rows of the existing ``ablations.json`` that this run
+        replace_measured: allow measured rows of the existing ``<stem>.json`` that this run
             does not measure again to vanish (``--replace-measured``).
+        stem: the files' name (``ablations``; the effect map writes ``effect-map``).
+        title: the Markdown table's heading.
 
     Raises:
         UnknownNameError, BadValueError: a bad attack or eps (before any work).
@@ -151,7 +178,7 @@ def run_ablations(
         raise BadValueError("ablations need at least one variant and one seed")
     out = check_writable(out_dir, "--out")
     planned = {(v.name, a): MEASURED for v in spec.variants for a in attacks}
-    check_measured_kept(out, "ablations", ABLATIONS_KEY, planned, replace_measured=replace_measured)
+    check_measured_kept(out, stem, ABLATIONS_KEY, planned, replace_measured=replace_measured)
     data = load_dataset(spec.dataset, data_dir=spec.data_dir, limit_test=spec.limit_test)
     rows, per_seed, warnings = [], [], []
     for v in spec.variants:
@@ -198,6 +225,8 @@ def run_ablations(
             "wall_time_s": time.perf_counter() - t0,
             "warnings": warnings,
             "limit_test": spec.limit_test,
+            "stem": stem,
+            "title": title,
         },
     )
     return df
@@ -208,7 +237,7 @@ def _fmt(m: Any, s: Any) -> str:
 
 
 def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any]) -> None:
-    """The four ablation files, rendered in full first, then written atomically together."""
+    """The four table files, rendered in full first, then written atomically together."""
     keys = (
         "baseline_clean_error",
         "winn_clean_error",
@@ -218,7 +247,7 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any
         "correction_by_baseline",
     )
     lines = [
-        "# Ablations: WINN vs baseline under FGSM and PGD (%), mean ± std over seeds",
+        f"# {meta['title']}",
         "",
         f"Command: `{meta['command']}`  ",
         f"Seeds: {meta['seeds']}; eps = {meta['eps']} ([0, 1] units); test images: "
@@ -245,11 +274,11 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any
         lines += ["", "Sanity warnings:", ""] + [f"- {w}" for w in meta["warnings"]]
     write_files_atomically(
         {
-            out / "ablations.csv": df.to_csv(index=False),
-            out / "ablations-seeds.csv": seeds.to_csv(index=False),
-            out / "ablations.json": json.dumps(
+            out / f"{meta['stem']}.csv": df.to_csv(index=False),
+            out / f"{meta['stem']}-seeds.csv": seeds.to_csv(index=False),
+            out / f"{meta['stem']}.json": json.dumps(
                 {**meta, "rows": df.to_dict("records")}, indent=2, default=str
             ),
-            out / "ablations.md": "\n".join(lines) + "\n",
+            out / f"{meta['stem']}.md": "\n".join(lines) + "\n",
         }
     )
