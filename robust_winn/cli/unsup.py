@@ -16,7 +16,7 @@ from typing import Any
 import click
 import torch
 
-from ..errors import BadValueError, one_line
+from ..errors import BadValueError, DataUnavailableError, one_line
 from ..runtime.rundir import check_writable_file
 from ..synthesis.anysize import PatchLayout
 from ..training.unsup_config import Preset, UnsupConfig
@@ -122,7 +122,7 @@ def train_unsupervised_cmd(preset: str, resume: bool, overwrite: bool, quiet: bo
 
 
 def _generate(
-    checkpoint: str,
+    checkpoint: str | dict[str, Any],
     n: int,
     cascades: int | str,
     size: int | None,
@@ -262,10 +262,91 @@ def generate_cmd(
         click.echo(f"saved tensor {tuple(x.shape)} to {save}")
 
 
+_SCORE_CKPT = click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="checkpoint-last.pt of an unsupervised run (required unless --images).",
+)
+
+
+def _read_images(path: str) -> torch.Tensor:
+    """``--images``: a tensor saved by ``generate --save`` (.pt/.pth) or one image file, in [-1, 1]."""
+    from ..data.datasets import to_model_range
+    from ..data.positives import read_image
+
+    p = Path(path)
+    if p.suffix.lower() not in (".pt", ".pth"):
+        return to_model_range(read_image(p)).unsqueeze(0)  # (1, 3, H, W)
+    if not p.is_file():
+        raise DataUnavailableError(f"--images {path} does not exist or is not a file")
+    try:
+        x = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise DataUnavailableError(
+            f"--images {path}: cannot read it as a tensor file: {one_line(exc)}"
+        ) from exc
+    if not isinstance(x, torch.Tensor):
+        raise BadValueError(f"--images {path} holds a {type(x).__name__}, not an image tensor")
+    return x.float() if x.is_floating_point() else x
+
+
+def _texture_score(
+    reference: str,
+    images: str | None,
+    checkpoint: str | None,
+    n: int,
+    size: int | None,
+    chunk: int,
+    cascades: int | str,
+    seed: int,
+    device: str,
+    max_steps: int | None,
+    trust_code: bool,
+) -> list[str]:
+    """SWD of given or generated images to the photo, with the p0 and real brackets (issue 15)."""
+    from ..evaluation.swd import check_reference, texture_swd
+    from ..models.appd import InitKind
+    from ..runtime.checkpoint import model_meta
+    from ..synthesis.cascade import load_chain
+
+    if images is not None:
+        x = _read_images(images)
+        init = InitKind.APPD  # the texture mode's p0 (no checkpoint says otherwise)
+    else:
+        assert checkpoint is not None
+        ckpt, _ = load_chain(checkpoint, cascades)  # a bad checkpoint fails before any work
+        meta = model_meta(ckpt, checkpoint, keys=("image_shape",), trust_code=trust_code)
+        c, h, w = (int(v) for v in meta["image_shape"])
+        check_reference(reference, (size, size) if size else (h, w), channels=c)
+        init = InitKind(ckpt["config"].get("init", InitKind.APPD.value))
+        x = torch.cat(
+            [
+                _generate(
+                    ckpt,
+                    min(chunk, n - s),
+                    cascades,
+                    size,
+                    seed + i,
+                    device,
+                    max_steps,
+                    trust_code=trust_code,
+                )
+                for i, s in enumerate(range(0, n, chunk))
+            ]
+        )
+    return texture_swd(x, reference, seed=seed, p0=init).lines()
+
+
 @click.command("score", cls=RobustWinnCommand)
-@_CKPT
+@_SCORE_CKPT
 @_CASC
-@click.option("--n", type=_POS, default=50_000, show_default=True, help="Images to generate and score.")
+@click.option(
+    "--n",
+    type=_POS,
+    default=None,
+    help="Images to generate and score [default: 50000; 64 with --texture-reference].",
+)
 @click.option(
     "--classifier",
     type=click.Path(dir_okay=False),
@@ -278,15 +359,40 @@ def generate_cmd(
     default=None,
     help="Inception-v3 weight file [default: the torch hub cache].",
 )
+@click.option(
+    "--texture-reference",
+    type=click.Path(),
+    default=None,
+    help="Source photo of a texture: report the sliced Wasserstein distance (Karras et al. 2018) "
+    "of the images to random crops of it, beside the same distance for p0 and for real crops of "
+    "a held-apart half of the photo (x1e3, seeded by --seed). The photo must hold two disjoint "
+    "crops of the images' size.",
+)
+@click.option(
+    "--images",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --texture-reference: score these images instead of generating them: a tensor "
+    "saved by `generate --save` (.pt) or one image file (e.g. a 256x256 texture).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="With --texture-reference: generate at this side (any-size synthesis) [default: the run's].",
+)
 @click.option("--splits", type=_POS, default=10, show_default=True, help="Splits for mean +- std.")
 @click.option("--chunk", type=_POS, default=1000, show_default=True, help="Images generated per chunk.")
 @_common
 def score_cmd(
-    checkpoint: str,
+    checkpoint: str | None,
     cascades: int | str,
-    n: int,
+    n: int | None,
     classifier: str | None,
     inception_weights: str | None,
+    texture_reference: str | None,
+    images: str | None,
+    size: int | None,
     splits: int,
     chunk: int,
     seed: int,
@@ -295,11 +401,40 @@ def score_cmd(
     quiet: bool,
     trust_code: bool,
 ) -> None:
-    """Inception score (or digit score with --classifier) of N generated images (paper §5.5)."""
+    """Inception score (or digit score with --classifier) of N generated images (paper §5.5).
+
+    With --texture-reference: the texture SWD of generated (or --images) images to a photo.
+    """
     from ..evaluation.scores import digit_score, inception_score, inception_weights_path
     from ..runtime.checkpoint import load_classifier
 
     setup_logging(quiet)
+    if (checkpoint is None) == (images is None):
+        raise click.UsageError("give either --checkpoint or --images (with --texture-reference)")
+    if texture_reference is not None:
+        if classifier is not None or inception_weights is not None:
+            raise click.UsageError(
+                "--texture-reference scores alone: drop --classifier / --inception-weights"
+            )
+        for line in _texture_score(
+            texture_reference,
+            images,
+            checkpoint,
+            64 if n is None else n,
+            size,
+            chunk,
+            cascades,
+            seed,
+            device,
+            max_steps,
+            trust_code,
+        ):
+            click.echo(line)
+        return
+    if images is not None or size is not None:
+        raise click.UsageError("--images and --size only work with --texture-reference")
+    assert checkpoint is not None
+    n = 50_000 if n is None else n
     if classifier is not None and inception_weights is not None:
         raise click.UsageError("give either --classifier or --inception-weights, not both")
     if splits > n:
@@ -317,11 +452,11 @@ def score_cmd(
         )
         for i, s in enumerate(range(0, n, chunk))
     ]
-    images = torch.cat(parts)
+    images_t = torch.cat(parts)
     if scorer is not None:
-        mean, std = digit_score(images, scorer, splits=splits, device=dev)
+        mean, std = digit_score(images_t, scorer, splits=splits, device=dev)
         name = "digit score"
     else:
-        mean, std = inception_score(images, weights=inception_weights, splits=splits, device=dev)
+        mean, std = inception_score(images_t, weights=inception_weights, splits=splits, device=dev)
         name = "Inception score"
     click.echo(f"{name} of {n} images: {mean:.3f} +- {std:.3f}")
