@@ -4,7 +4,9 @@ One CNN that is both a classifier and a generator, trained against pseudo-negati
 synthesizes itself, and a harness that measures its adversarial robustness.
 
 Public API: :func:`train` (supervised baseline / WINN), :func:`evaluate` (attack harness),
-:func:`load_classifier`, :func:`create_model` / :func:`register_model`, :func:`load_dataset`.
+:func:`evaluate_ood` (OOD detection and calibration), :func:`load_classifier`,
+:func:`create_model` / :func:`register_model`, :func:`load_dataset`, :func:`texture_swd`
+(texture distance with its p0 and real brackets).
 """
 
 __version__ = "0.1.0"
@@ -12,6 +14,8 @@ __version__ = "0.1.0"
 from .attacks.harness import evaluate  # noqa: E402
 from .config import Method, StopRule, SynthesisConfig, TrainConfig  # noqa: E402
 from .data.datasets import load_dataset  # noqa: E402
+from .evaluation.ood import evaluate_ood  # noqa: E402
+from .evaluation.swd import texture_swd  # noqa: E402
 from .models import create_model, register_model  # noqa: E402
 from .runtime.checkpoint import load_classifier  # noqa: E402
 from .training import train  # noqa: E402
@@ -24,8 +28,10 @@ __all__ = [
     "__version__",
     "create_model",
     "evaluate",
+    "evaluate_ood",
     "load_classifier",
     "load_dataset",
     "register_model",
+    "texture_swd",
     "train",
 ]
