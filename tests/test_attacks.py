@@ -183,14 +183,15 @@ def test_sanity_checks_fire_on_suspicious_results() -> None:
 
 
 def test_cost_counts_every_forward_pass(batch) -> None:
-    """Two models, FGSM and 3-step PGD at two eps: per model, 64 clean images, then per
-    (attack, eps) its own attack's forwards (FGSM 1, PGD 3 per image) and one scoring pass of
-    every source's examples (2 sources)."""
+    """Two models, FGSM and 3-step PGD at two eps: per (attack, eps) each model forwards its own
+    attack's passes (FGSM 1, PGD 3 per image) and one scoring pass of every source's examples (2
+    sources); the clean pass is FGSM's first forward (issue 16), so it costs nothing more. Model
+    "a" adds one image: the class count of a tensor dataset is read from a one-image forward."""
     models = {"a": load_trained(0), "b": load_trained(1)}
     rec = evaluate(models, dataset=batch, attacks=["fgsm", "pgd:steps=3"], eps=[0.05, 0.1])
     n, cost = 64, rec["cost"]
     per_eps = (1 + 3) * n + 2 * 2 * n  # attack forwards + scoring of both sources, both attacks
-    assert cost["forward_images"] == {"a": n + 2 * per_eps, "b": n + 2 * per_eps}
+    assert cost["forward_images"] == {"a": 2 * per_eps + 1, "b": 2 * per_eps}
     assert cost["adversarial_images"] == 2 * 2 * 2 * n  # sources x attacks x eps x images
     assert cost["gpu_s"] is None and cost["attack_time_s:fgsm"] > 0
     phases = sum(v for k, v in cost.items() if k.endswith("time_s") or "time_s:" in k)

@@ -15,29 +15,31 @@ Differences from the released FGSM script (REFERENCE §2), both deliberate:
   per-image gradient divided by the batch size, so sign(grad) is the same up to float underflow;
 - the step is taken in [0, 1] units with eps in [0, 1] units (eps 0.125 there is the code's
   0.25 on [-1, 1]); the clip to [0, 1] is the code's clip to [-1, 1].
+
+The per-batch loop is in loop.py: the clean pass (clean predictions, zero-gradient statistics)
+is taken from the attacks' own first pass where it is the same computation (issue 16), and the
+zero-gradient statistics are those of the batch-mean gradient the attacks use.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.datasets import DataSplits, ImageSet, load_dataset
 from ..errors import BadValueError
 from ..evaluation.metrics import correction_rates, error_rate, worst_case_error, wrong_mask
-from ..models import ModelSpecError
 from ..runtime.distributed import all_gather_cat, all_gather_objects, current, shard_bounds
 from ..runtime.frozen import frozen_eval
-from .registry import AttackSpec, build_attack, check_eps, parse_attack
+from .loop import run_batches, warn
+from .registry import AttackSpec, check_eps, parse_attack
 from .sanity import run_sanity_checks, zero_gradient_warnings
 
 log = logging.getLogger(__name__)
@@ -107,33 +109,6 @@ def _resolve_device(device: str | torch.device | None, model: nn.Module) -> torc
     return dev
 
 
-def _check_outputs(name: str, out: Tensor, batch: int, num_classes: int | None) -> list[str]:
-    """Shape, finiteness and 'probabilities instead of logits' checks on one forward pass."""
-    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != batch:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ModelSpecError(f"{name}: model must return (N, K) logits; got {shape} for N={batch}")
-    if num_classes is not None and out.shape[1] != num_classes:
-        raise ModelSpecError(
-            f"{name}: model gives {out.shape[1]} outputs but the dataset has {num_classes} classes"
-        )
-    if not torch.isfinite(out).all():
-        raise ModelSpecError(f"{name}: model returns non-finite logits on clean test images")
-    rows_sum_to_one = torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3)
-    if rows_sum_to_one and out.min() >= 0 and out.max() <= 1:
-        return [
-            f"{name}: outputs are in [0, 1] and sum to 1 per row: the model looks like it ends "
-            f"in softmax. Return logits instead: the attacks' cross-entropy applies its own "
-            f"softmax, and a double softmax flattens the gradients"
-        ]
-    return []
-
-
-def _warn(messages: list[str], new: list[str]) -> None:
-    for m in new:
-        log.warning(m)
-    messages.extend(new)
-
-
 @dataclass
 class Outcomes:
     """Per-example outcomes of :func:`evaluate`, filled in when passed as ``outcomes=``.
@@ -165,6 +140,7 @@ def evaluate(
     seed: int = 0,
     tolerance: float = 0.01,
     outcomes: Outcomes | None = None,
+    gradient_sample: int | None = 1000,
 ) -> dict[str, Any]:
     """Attack every model with every attack and eps; score each adversarial set by every model.
 
@@ -185,21 +161,31 @@ def evaluate(
         eps: L-inf radii in [0, 1] pixel units; eps = 0 is the clean set (no attack runs).
         data_dir: dataset root when ``dataset`` is a name.
         limit: keep only the first N test images.
-        batch_size: images per attack batch.
+        batch_size: images per attack batch. 500 is the fastest measured on 2 CPU cores for
+            the vanilla MNIST model (whole FGSM job: 4,682 images/s; 250 2%, 100 7%, 1000 10%,
+            2000 33% slower; issue 16, ``benchmarks/peers.py --batch-sweep``); memory grows with
+            it, not with the test set (one batch at a time is on the device).
         device: ``None`` (the first model's device), ``"auto"``, ``"cpu"``, ``"cuda[:N]"``.
         seed: seeds random starts and the attacks' own generators; the global RNG is restored.
         tolerance: absolute error slack of the sanity checks (plus one example).
         outcomes: filled with the per-example predictions (and adversarial images if its
             ``keep_images``) behind the record's numbers, for ``attack --save-examples``.
+        gradient_sample: the zero-input-gradient statistics come free, for every image, from
+            FGSM's (or PGD-without-random-start's) own first pass; without such an attack they
+            need an extra forward + backward, run on the first ``gradient_sample`` test images
+            only (whole batches; each rank's first ones in a distributed run), or on every
+            image with ``None``. ``models[name]["zero_gradient_images"]`` says how many.
 
     Returns:
-        A JSON-ready record: ``models`` (clean error, gradient statistics), ``results`` (one row
-        per source, attack, eps, scorer: white-box or transfer error), ``correction`` (one row per
-        referee, other model, attack, eps: N, N_A, N_AB, adversarial error, correction rate),
-        ``worst_case``, ``curves`` (error vs eps, eps 0 = clean), ``warnings`` and ``cost``
-        (seconds of the clean pass, of each attack and of scoring; images forwarded through
-        each model, attacks' own passes included; adversarial images made; ``gpu_s`` on CUDA;
-        summed over ranks in a distributed run).
+        A JSON-ready record: ``models`` (clean error, gradient statistics and the number of
+        images they are over), ``results`` (one row per source, attack, eps, scorer: white-box
+        or transfer error), ``correction`` (one row per referee, other model, attack, eps: N,
+        N_A, N_AB, adversarial error, correction rate), ``worst_case``, ``curves`` (error vs
+        eps, eps 0 = clean), ``warnings`` and ``cost`` (seconds of the harness's own clean
+        pass, of each attack, the clean pass it shares included, and of scoring; images
+        forwarded through each model, attacks' own passes included; images whose clean logits
+        came from an attack's pass; adversarial images made; ``gpu_s`` on CUDA; summed over
+        ranks in a distributed run).
 
     Raises:
         KeyError: unknown attack or dataset. ValueError: eps outside [0, 1], bad data.
@@ -217,6 +203,12 @@ def evaluate(
     eps_list = sorted({check_eps(e) for e in eps})
     if batch_size < 1:
         raise BadValueError("batch_size must be >= 1")
+    if gradient_sample is not None and (
+        isinstance(gradient_sample, bool) or not isinstance(gradient_sample, int) or gradient_sample < 1
+    ):
+        raise BadValueError(
+            f"gradient_sample must be an integer >= 1 (or None: every image), got {gradient_sample}"
+        )
     data = _Data(dataset, data_dir=data_dir, limit=limit)
     ctx = current()
     if ctx.enabled:
@@ -226,26 +218,32 @@ def evaluate(
     dev = _resolve_device(device, next(iter(named.values())))
     warnings: list[str] = []
     if getattr(data, "input_range_note", False):
-        _warn(warnings, ["images are all >= 0: robust_winn models expect [-1, 1], not [0, 1]"])
+        warn(warnings, ["images are all >= 0: robust_winn models expect [-1, 1], not [0, 1]"])
 
     for n, m in named.items():
         if m.training:
-            _warn(warnings, [f"{n}: model was in train mode; evaluated in eval mode (restored afterwards)"])
+            warn(warnings, [f"{n}: model was in train mode; evaluated in eval mode (restored afterwards)"])
         m.to(dev)
     cuda = [dev] if dev.type == "cuda" else []
-    counter = _ForwardCounter(named)
+    keep = outcomes is not None and outcomes.keep_images
     # Attacks need gradients w.r.t. the images only: frozen parameters spare backward the
     # weight gradients (~25% of an FGSM step on CPU).
-    try:
-        with frozen_eval(*named.values()), torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            keep = outcomes is not None and outcomes.keep_images
-            raw = _run(named, data, specs, eps_list, batch_size, dev, seed, warnings, keep)
-        raw["cost"]["forward_images"] = dict(counter.images)
-        if ctx.enabled:
-            raw = _gather(raw, warnings)
-    finally:
-        counter.close()
+    with frozen_eval(*named.values()), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        raw = run_batches(
+            named,
+            data.batches(batch_size),
+            specs=specs,
+            eps_list=eps_list,
+            num_classes=data.num_classes,
+            dev=dev,
+            seed=seed,
+            warnings=warnings,
+            keep_images=keep,
+            gradient_sample=gradient_sample,
+        )
+    if ctx.enabled:
+        raw = _gather(raw, warnings)
     record = _summarise(named, specs, eps_list, raw, warnings, tolerance)
     if outcomes is not None:
         outcomes.labels, outcomes.clean, outcomes.adv = raw["labels"], raw["clean"], raw["adv"]
@@ -266,123 +264,10 @@ def evaluate(
     return record
 
 
-class _ForwardCounter:
-    """Counts the images each model forwards: the harness's own passes and the attacks'."""
-
-    def __init__(self, named: dict[str, nn.Module]) -> None:
-        self.images: dict[str, int] = dict.fromkeys(named, 0)
-        self._hooks = [m.register_forward_pre_hook(self._hook(n)) for n, m in named.items()]
-
-    def _hook(self, name: str) -> Any:
-        def count(_module: nn.Module, args: tuple[Any, ...]) -> None:
-            if args and isinstance(args[0], Tensor):
-                self.images[name] += int(args[0].shape[0])
-
-        return count
-
-    def close(self) -> None:
-        for h in self._hooks:
-            h.remove()
-
-
-def _run(
-    named: dict[str, nn.Module],
-    data: _Data,
-    specs: list[AttackSpec],
-    eps_list: list[float],
-    batch_size: int,
-    dev: torch.device,
-    seed: int,
-    warnings: list[str],
-    keep_images: bool = False,
-) -> dict[str, Any]:
-    """The batched loop: clean pass (with input gradients), then every attack on every model."""
-    images: dict[tuple[str, str, float], list[Tensor]] = defaultdict(list)
-    first_clean = torch.empty(0)
-    clean: dict[str, list[Tensor]] = defaultdict(list)
-    adv: dict[tuple[str, str, float, str], list[Tensor]] = defaultdict(list)
-    zero_img: dict[str, int] = defaultdict(int)
-    zero_px: dict[str, int] = defaultdict(int)
-    labels: list[Tensor] = []
-    built: dict[tuple[str, str, float], Any] = {}
-    outside = 0.0
-    pixels = 0
-    num_classes = data.num_classes
-    times: dict[str, float] = defaultdict(float)  # seconds: clean pass, each attack, scoring
-    attacked = 0  # adversarial images made (all sources, attacks, eps > 0)
-    for x, y in data.batches(batch_size):
-        t = time.perf_counter()
-        x, y = x.to(dev), y.to(dev)  # (B, C, H, W) in [-1, 1], (B,)
-        pixels = x[0].numel()
-        labels.append(y.cpu())
-        if keep_images and len(labels) == 1:
-            first_clean = ((x[:8] + 1.0) / 2.0).cpu()
-        for name, m in named.items():
-            xg = x.clone().requires_grad_(True)
-            logits = m(xg)  # (B, K)
-            if len(labels) == 1:
-                _warn(warnings, _check_outputs(name, logits.detach(), x.shape[0], num_classes))
-            num_classes = num_classes or int(logits.shape[1])
-            (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xg)
-            zero = grad.flatten(1) == 0  # (B, C*H*W)
-            zero_img[name] += int(zero.all(1).sum())
-            zero_px[name] += int(zero.sum())
-            clean[name].append(logits.detach().argmax(1).cpu())
-        times["clean_time_s"] += time.perf_counter() - t
-        for src, m in named.items():
-            for spec in specs:
-                for e in eps_list:
-                    key = (src, spec.label, e)
-                    t = time.perf_counter()
-                    if e == 0:
-                        x_adv = x
-                    else:
-                        attacked += x.shape[0]
-                        if key not in built:
-                            built[key] = build_attack(
-                                spec,
-                                m,
-                                eps=e,
-                                num_classes=num_classes,
-                                image_channels=x.shape[1],
-                                seed=seed,
-                            )
-                            built[key].set_device(dev)
-                        x_adv = built[key](x, y).detach()  # (B, C, H, W) in [-1, 1]
-                        # distance in [0, 1] units beyond the ball, or beyond [0, 1]
-                        dist = ((x_adv - x).abs() / 2).amax().item() - e
-                        rng = max(x_adv.max().item() - 1.0, -1.0 - x_adv.min().item()) / 2
-                        outside = max(outside, dist, rng)
-                    if keep_images and e > 0:
-                        images[key].append(((x_adv + 1.0) / 2.0).float().cpu())  # [0, 1] units
-                    t1 = time.perf_counter()
-                    times[f"attack_time_s:{spec.label}"] += t1 - t
-                    with torch.no_grad():
-                        for scorer, ms in named.items():
-                            adv[(src, spec.label, e, scorer)].append(ms(x_adv).argmax(1).cpu())
-                    times["score_time_s"] += time.perf_counter() - t1
-    if outside > 1e-5:
-        _warn(
-            warnings,
-            [f"some adversarial examples leave the eps-ball or [0, 1] by {outside:.2e} (attack bug)"],
-        )
-    return {
-        "labels": torch.cat(labels),
-        "clean": {k: torch.cat(v) for k, v in clean.items()},
-        "adv": {k: torch.cat(v) for k, v in adv.items()},
-        "images": {k: torch.cat(v) for k, v in images.items()},
-        "clean_images": first_clean,
-        "zero_img": dict(zero_img),
-        "zero_px": dict(zero_px),
-        "pixels_per_image": pixels,
-        "cost": {**times, "adversarial_images": attacked},
-    }
-
-
 def _gather(raw: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """Join every rank's per-example outcomes (rank order = test-set order) and counts."""
-    counts = all_gather_objects((raw["zero_img"], raw["zero_px"], list(warnings), raw["cost"]))
-    for _, _, ws, _ in counts:
+    counts = all_gather_objects((raw["zero_img"], raw["zero_px"], list(warnings), raw["cost"], raw["zero_n"]))
+    for _, _, ws, _, _ in counts:
         warnings.extend(w for w in ws if w not in warnings)  # type: ignore[attr-defined]
     return {
         "labels": all_gather_cat(raw["labels"]),
@@ -392,6 +277,7 @@ def _gather(raw: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         "clean_images": all_gather_cat(raw["clean_images"]),
         "zero_img": {k: sum(c[0][k] for c in counts) for k in raw["zero_img"]},  # type: ignore[index]
         "zero_px": {k: sum(c[1][k] for c in counts) for k in raw["zero_px"]},  # type: ignore[index]
+        "zero_n": {k: sum(c[4][k] for c in counts) for k in raw["zero_n"]},  # type: ignore[index]
         "pixels_per_image": raw["pixels_per_image"],
         "cost": _sum_costs([c[3] for c in counts]),
     }
@@ -424,14 +310,16 @@ def _summarise(
     n = int(y.numel())
     models: dict[str, Any] = {}
     for name in named:
-        img = raw["zero_img"][name] / n
-        px = raw["zero_px"][name] / (n * raw["pixels_per_image"])
+        measured = raw["zero_n"][name]
+        img = raw["zero_img"][name] / measured
+        px = raw["zero_px"][name] / (measured * raw["pixels_per_image"])
         models[name] = {
             "clean_error": error_rate(raw["clean"][name], y),
             "zero_gradient_image_fraction": img,
             "zero_gradient_pixel_fraction": px,
+            "zero_gradient_images": measured,  # the first images of the set (of each rank's share)
         }
-        _warn(warnings, zero_gradient_warnings(name, image_fraction=img, entry_fraction=px))
+        warn(warnings, zero_gradient_warnings(name, image_fraction=img, entry_fraction=px))
 
     results, correction, worst = [], [], []
     for (src, label, e, scorer), pred in raw["adv"].items():
@@ -491,7 +379,7 @@ def _summarise(
         for scorer in named
         for s in specs
     ]
-    _warn(warnings, run_sanity_checks(results, tolerance=tolerance + 1.0 / n))
+    warn(warnings, run_sanity_checks(results, tolerance=tolerance + 1.0 / n))
     return {
         "models": models,
         "attacks": [
