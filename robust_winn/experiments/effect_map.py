@@ -13,14 +13,14 @@ the ablations already trained are reused, never retrained; the files are ``effec
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .ablations import ALPHA_SWEEP, DEFAULT_VARIANTS, AblationSpec, Variant, run_ablations
+from .table2 import write_files_atomically
 
 __all__ = ["EFFECT_MAP_VARIANTS", "run_effect_map", "save_effect_map_plot"]
 
@@ -111,13 +111,9 @@ def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
         ax.set_title(f"{attack}, eps {rows['eps'].iloc[0]:g}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
+    png = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        fig.savefig(png, format="png", dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_files_atomically({Path(path): png.getvalue()})

@@ -294,8 +294,9 @@ def check_measured_kept(
         )
 
 
-def write_files_atomically(files: Mapping[Path, str]) -> None:
-    """Write text files so that an interruption never leaves half a file or half a table.
+def write_files_atomically(files: Mapping[Path, str | bytes]) -> None:
+    """Write text (``str``) or binary (``bytes``, e.g. a rendered PNG) files so that an
+    interruption never leaves half a file or half a table.
 
     Every file is first written in full to a temporary file in its folder (``NAME.<random>.tmp``,
     flushed and fsynced), and only then are all of them renamed over their targets with
@@ -310,7 +311,8 @@ def write_files_atomically(files: Mapping[Path, str]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
             tmps.append((Path(tmp), path))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            binary = isinstance(text, bytes)
+            with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
