@@ -84,6 +84,8 @@ def test_user_classifier_by_import_string(files, tmp_path) -> None:
         "attack-table.md",
         "attack-curve.csv",
         "attack-curve.png",
+        "attack-calibration.csv",
+        "attack-reliability.png",
     ):
         assert (tmp_path / name).stat().st_size > 0, name
     rec = json.loads((tmp_path / "attack-record.json").read_text())

@@ -10,7 +10,10 @@ import torch
 from robust_winn.errors import BadValueError
 from robust_winn.evaluation.calibration import (
     calibration_metrics,
+    calibration_terms,
+    metrics_from_terms,
     reliability_bins,
+    reliability_from_terms,
     save_reliability_diagram,
 )
 
@@ -81,3 +84,25 @@ def test_reliability_diagram_is_a_png(tmp_path) -> None:
     out = tmp_path / "rel.png"
     save_reliability_diagram({"clean": rel}, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_batch_terms_concatenate_to_the_whole_sets_scores() -> None:
+    # the attack harness streams: terms of batches of 7, concatenated, give the one-shot scores
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(50, 5, generator=g)
+    labels = torch.randint(0, 5, (50,), generator=g)
+    terms = torch.cat([calibration_terms(logits[i : i + 7], labels[i : i + 7]) for i in range(0, 50, 7)])
+    assert terms.shape == (50, 4)
+    whole = calibration_metrics(logits, labels)
+    streamed = metrics_from_terms(terms)
+    assert streamed.keys() == whole.keys()
+    for k in whole:
+        assert streamed[k] == pytest.approx(whole[k], rel=1e-12, abs=1e-15), k
+    assert reliability_from_terms(terms) == reliability_bins(logits, labels)
+
+
+def test_terms_reject_a_wrong_shape() -> None:
+    with pytest.raises(BadValueError, match=r"\(N, 4\)"):
+        metrics_from_terms(torch.zeros(3, 2))
+    with pytest.raises(BadValueError, match="non-empty"):
+        reliability_from_terms(torch.zeros(0, 4))

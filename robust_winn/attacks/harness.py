@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..data.datasets import DataSplits, ImageSet, load_dataset
 from ..errors import BadValueError
+from ..evaluation.calibration import metrics_from_terms, reliability_from_terms
 from ..evaluation.metrics import correction_rates, error_rate, worst_case_error, wrong_mask
 from ..runtime.distributed import all_gather_cat, all_gather_objects, current, shard_bounds
 from ..runtime.frozen import frozen_eval
@@ -178,12 +179,14 @@ def evaluate(
 
     Returns:
         A JSON-ready record: ``models`` (clean error, gradient statistics and the number of
-        images they are over), ``results`` (one row per source, attack, eps, scorer: white-box
-        or transfer error), ``correction`` (one row per referee, other model, attack, eps: N,
-        N_A, N_AB, adversarial error, correction rate), ``worst_case``, ``curves`` (error vs
-        eps, eps 0 = clean), ``warnings`` and ``cost`` (seconds of the harness's own clean
-        pass, of each attack, the clean pass it shares included, and of scoring; images
-        forwarded through each model, attacks' own passes included; images whose clean logits
+        images they are over, clean ``calibration``), ``results`` (one row per source, attack,
+        eps, scorer: white-box or transfer error, and the scorer's ``calibration`` on those
+        examples: ECE over 15 bins, NLL, Brier, accuracy, mean confidence and the reliability
+        bins; issue 14, evaluation/calibration.py), ``correction`` (one row per referee, other
+        model, attack, eps: N, N_A, N_AB, adversarial error, correction rate), ``worst_case``,
+        ``curves`` (error vs eps, eps 0 = clean), ``warnings`` and ``cost`` (seconds of the
+        harness's own clean pass, of each attack, the clean pass it shares included, and of
+        scoring; images forwarded through each model, attacks' own passes included; images whose clean logits
         came from an attack's pass; adversarial images made; ``gpu_s`` on CUDA; summed over
         ranks in a distributed run).
 
@@ -273,6 +276,8 @@ def _gather(raw: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         "labels": all_gather_cat(raw["labels"]),
         "clean": {k: all_gather_cat(v) for k, v in raw["clean"].items()},
         "adv": {k: all_gather_cat(v) for k, v in raw["adv"].items()},
+        "clean_cal": {k: all_gather_cat(v) for k, v in raw["clean_cal"].items()},
+        "adv_cal": {k: all_gather_cat(v) for k, v in raw["adv_cal"].items()},
         "images": {k: all_gather_cat(v) for k, v in raw["images"].items()},
         "clean_images": all_gather_cat(raw["clean_images"]),
         "zero_img": {k: sum(c[0][k] for c in counts) for k in raw["zero_img"]},  # type: ignore[index]
@@ -297,6 +302,18 @@ def _sum_costs(costs: list[Any]) -> dict[str, Any]:
     return total
 
 
+CALIBRATION_BINS = 15  # Guo et al. 2017
+
+
+def _calibration(terms: Tensor) -> dict[str, Any]:
+    """ECE, NLL, Brier, accuracy, mean confidence and the reliability bins of one example set."""
+    rel = reliability_from_terms(terms, bins=CALIBRATION_BINS)
+    return {
+        **metrics_from_terms(terms, bins=CALIBRATION_BINS),
+        "reliability": {"bins": CALIBRATION_BINS, **{k: rel[k] for k in ("confidence", "accuracy", "count")}},
+    }
+
+
 def _summarise(
     named: dict[str, nn.Module],
     specs: list[AttackSpec],
@@ -318,6 +335,7 @@ def _summarise(
             "zero_gradient_image_fraction": img,
             "zero_gradient_pixel_fraction": px,
             "zero_gradient_images": measured,  # the first images of the set (of each rank's share)
+            "calibration": _calibration(raw["clean_cal"][name]),
         }
         warn(warnings, zero_gradient_warnings(name, image_fraction=img, entry_fraction=px))
 
@@ -335,6 +353,7 @@ def _summarise(
                 "n": n,
                 "errors": int(wrong_mask(pred, y).sum()),
                 "error": error_rate(pred, y),
+                "calibration": _calibration(raw["adv_cal"][(src, label, e, scorer)]),
             }
         )
         if src != scorer:

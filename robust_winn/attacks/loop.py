@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..evaluation.calibration import calibration_terms
 from ..models import ModelSpecError
 from .registry import AttackSpec, build_attack
 
@@ -253,6 +254,9 @@ class _BatchLoop:
         self.labels: list[Tensor] = []
         self.clean: dict[str, list[Tensor]] = defaultdict(list)
         self.adv: dict[tuple[str, str, float, str], list[Tensor]] = defaultdict(list)
+        # calibration terms per image (evaluation.calibration.calibration_terms), same keys
+        self.clean_cal: dict[str, list[Tensor]] = defaultdict(list)
+        self.adv_cal: dict[tuple[str, str, float, str], list[Tensor]] = defaultdict(list)
         self.images: dict[tuple[str, str, float], list[Tensor]] = defaultdict(list)
         self.first_clean = torch.empty(0)
         self.zero_img = dict.fromkeys(named, 0)
@@ -287,6 +291,7 @@ class _BatchLoop:
             tap.warnings = []
             self.num_classes = self.num_classes or int(tap.logits.shape[1])
             self.clean[src].append(tap.logits.argmax(1).cpu())
+            self.clean_cal[src].append(calibration_terms(tap.logits, y))
             if stats and tap.zero is not None:
                 self.measured[src] += x.shape[0]
                 self.zero_img[src] += tap.zero[0]
@@ -319,7 +324,9 @@ class _BatchLoop:
         self.times[f"attack_time_s:{spec.label}"] += t1 - t
         with torch.inference_mode():
             for scorer, ms in self.named.items():
-                self.adv[(src, spec.label, e, scorer)].append(ms(x_adv).argmax(1).cpu())
+                logits = ms(x_adv)  # (B, K)
+                self.adv[(src, spec.label, e, scorer)].append(logits.argmax(1).cpu())
+                self.adv_cal[(src, spec.label, e, scorer)].append(calibration_terms(logits, y))
         self.times["score_time_s"] += time.perf_counter() - t1
 
     def result(self) -> dict[str, Any]:
@@ -329,14 +336,17 @@ class _BatchLoop:
             msg = f"some adversarial examples leave the eps-ball or [0, 1] by {gap} (attack bug)"
             warn(self.warnings, [msg])
         clean = {k: torch.cat(v) for k, v in self.clean.items()}
-        made = {k: torch.cat(v) for k, v in self.adv.items()}  # eps > 0
-        adv = {
-            (src, s.label, e, scorer): made[(src, s.label, e, scorer)] if e > 0 else clean[scorer]
+        clean_cal = {k: torch.cat(v) for k, v in self.clean_cal.items()}
+        keys = [
+            (src, s.label, e, sc)
             for src in self.named
             for s in self.specs
             for e in self.eps_list
-            for scorer in self.named
-        }
+            for sc in self.named
+        ]
+        # eps = 0 rows are the clean set
+        adv = {k: torch.cat(self.adv[k]) if k[2] > 0 else clean[k[3]] for k in keys}
+        adv_cal = {k: torch.cat(self.adv_cal[k]) if k[2] > 0 else clean_cal[k[3]] for k in keys}
         cost = {
             **self.times,
             "adversarial_images": self.attacked,
@@ -347,6 +357,8 @@ class _BatchLoop:
             "labels": torch.cat(self.labels),
             "clean": clean,
             "adv": adv,
+            "clean_cal": clean_cal,  # (N, 4) per model
+            "adv_cal": adv_cal,  # (N, 4) per (source, attack, eps, scorer)
             "images": {k: torch.cat(v) for k, v in self.images.items()},
             "clean_images": self.first_clean,
             "zero_img": self.zero_img,

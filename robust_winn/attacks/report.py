@@ -1,9 +1,11 @@
-"""Harness records -> tables (CSV / Markdown) and accuracy-vs-eps curves (CSV / PNG).
+"""Harness records -> tables (CSV / Markdown), accuracy-vs-eps curves and calibration (CSV / PNG).
 
 Tables are rendered from the record with pandas, never typed by hand (DESIGN §2). One table row
 per referee model, attack and eps, in the layout of paper Table 3: the referee's clean and
 adversarial error, and for every other model B its correction rate on the referee's errors
-(REFERENCE §2) and its error on the referee's examples (transfer).
+(REFERENCE §2) and its error on the referee's examples (transfer). Calibration (issue 14): one row
+per model on the clean set and per scored example set, and a reliability diagram of each model on
+the clean set and under each white-box attack.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ..evaluation.calibration import save_reliability_diagram
 from .harness import Outcomes
 
-__all__ = ["attack_table", "curve_table", "examples_frame", "write_attack_outputs", "write_examples"]
+__all__ = [
+    "attack_table",
+    "calibration_table",
+    "curve_table",
+    "examples_frame",
+    "write_attack_outputs",
+    "write_examples",
+]
 
 
 def _pct(x: float | None) -> float | None:
@@ -86,6 +96,58 @@ def curve_table(record: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _calibration_row(cal: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ece_%": _pct(cal["ece"]),
+        "nll": round(cal["nll"], 4),
+        "brier": round(cal["brier"], 4),
+        "accuracy_%": _pct(cal["accuracy"]),
+        "confidence_%": _pct(cal["confidence"]),
+    }
+
+
+def calibration_table(record: dict[str, Any]) -> pd.DataFrame:
+    """One row per model on the clean set, then per (source, attack, eps > 0, scorer); % units.
+
+    ECE over the record's equal-width bins (15), NLL and Brier score of the scorer's softmax
+    (evaluation/calibration.py); ``type`` says whether the scorer made the examples (white-box).
+    """
+    rows = [
+        {"scorer": name, "source": "-", "attack": "clean", "eps": 0.0, "type": "clean", "n": record["n"]}
+        | _calibration_row(m["calibration"])
+        for name, m in record["models"].items()
+    ]
+    rows += [
+        {
+            "scorer": r["scorer"],
+            "source": r["source"],
+            "attack": r["attack"],
+            "eps": r["eps"],
+            "type": r["type"],
+            "n": r["n"],
+        }
+        | _calibration_row(r["calibration"])
+        for r in record["results"]
+        if r["eps"] > 0
+    ]
+    return pd.DataFrame(rows)
+
+
+def _reliability_curves(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each model clean and under each white-box (attack, eps > 0), for the diagram."""
+
+    def curve(cal: dict[str, Any]) -> dict[str, Any]:
+        rel = cal["reliability"]
+        bins = rel["bins"]
+        return {**rel, "edges": [b / bins for b in range(bins + 1)], "ece": cal["ece"]}
+
+    curves = {f"{name} clean": curve(m["calibration"]) for name, m in record["models"].items()}
+    for r in record["results"]:
+        if r["type"] == "white-box" and r["eps"] > 0:
+            curves[f"{r['source']} {r['attack']} {r['eps']:g}"] = curve(r["calibration"])
+    return curves
+
+
 def _plot(curves: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -115,6 +177,8 @@ ATTACK_FILES = (
     "attack-table.md",
     "attack-curve.csv",
     "attack-curve.png",
+    "attack-calibration.csv",
+    "attack-reliability.png",
 )
 
 
@@ -129,7 +193,14 @@ def write_attack_outputs(record: dict[str, Any], out: str | Path) -> dict[str, P
     header = f"Command: `{record.get('command', '')}`\n\n" if record.get("command") else ""
     notes = "".join(f"- warning: {w}\n" for w in record["warnings"])
     body = table.to_markdown(index=False, missingval="-")
-    paths["table.md"].write_text(header + body + "\n" + ("\n" + notes if notes else ""))
+    calib = calibration_table(record)
+    calib.to_csv(paths["calibration.csv"], index=False)
+    calib_md = (
+        "\n\nCalibration (ECE over 15 equal-width confidence bins, NLL, Brier; clean and on each "
+        "example set, by its scorer):\n\n" + calib.to_markdown(index=False, missingval="-")
+    )
+    paths["table.md"].write_text(header + body + calib_md + "\n" + ("\n" + notes if notes else ""))
+    save_reliability_diagram(_reliability_curves(record), paths["reliability.png"])
     curves = curve_table(record)
     curves.to_csv(paths["curve.csv"], index=False)
     _plot(curves, paths["curve.png"])

@@ -168,7 +168,8 @@ def _command(ctx: click.Context) -> str:
     required=True,
     type=click.Path(file_okay=False),
     help="Output folder: attack-record.json, attack-table.csv, attack-table.md, "
-    "attack-curve.csv, attack-curve.png (a training run's folder is fine).",
+    "attack-curve.csv, attack-curve.png, attack-calibration.csv (ECE, NLL, Brier: clean and "
+    "per example set) and attack-reliability.png (a training run's folder is fine).",
 )
 @overwrite_option("attack results")
 @trust_option

@@ -24,7 +24,14 @@ from torch import Tensor
 
 from ..errors import BadValueError
 
-__all__ = ["calibration_metrics", "reliability_bins", "save_reliability_diagram"]
+__all__ = [
+    "calibration_metrics",
+    "calibration_terms",
+    "metrics_from_terms",
+    "reliability_bins",
+    "reliability_from_terms",
+    "save_reliability_diagram",
+]
 
 
 def _check(logits: Tensor, labels: Tensor, bins: int) -> None:
@@ -34,6 +41,74 @@ def _check(logits: Tensor, labels: Tensor, bins: int) -> None:
         raise BadValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}")
     if bins < 1:
         raise BadValueError(f"bins must be >= 1, got {bins}")
+
+
+def calibration_terms(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-image terms every score here is a mean or a binning of: (N, 4) float64 on the CPU.
+
+    Columns: confidence max_k p(k|x), correct (1.0 / 0.0), -log p(y|x), and the Brier term
+    sum_k (p(k|x) - 1[k = y])^2. Batches' terms concatenate (``torch.cat``) into the terms of
+    the whole set, so a streaming evaluation (the attack harness) keeps 4 numbers per image
+    instead of K logits and gets exactly the scores of :func:`calibration_metrics` on the lot.
+    """
+    _check(logits, labels, 1)
+    logits = logits.detach().double()
+    labels = labels.to(logits.device).long()
+    logp = F.log_softmax(logits, dim=1)  # (N, K)
+    probs = logp.exp()
+    conf, pred = probs.max(dim=1)  # (N,), (N,)
+    onehot = F.one_hot(labels, logits.shape[1]).double()  # (N, K)
+    nll = -logp.gather(1, labels[:, None])[:, 0]  # (N,)
+    brier = ((probs - onehot) ** 2).sum(dim=1)  # (N,)
+    return torch.stack([conf, (pred == labels).double(), nll, brier], dim=1).cpu()  # (N, 4)
+
+
+def _check_terms(terms: Tensor, bins: int) -> None:
+    if terms.dim() != 2 or terms.shape[1] != 4 or terms.shape[0] == 0:
+        raise BadValueError(f"terms must be a non-empty (N, 4) tensor, got {tuple(terms.shape)}")
+    if bins < 1:
+        raise BadValueError(f"bins must be >= 1, got {bins}")
+
+
+def _bins_of(terms: Tensor, bins: int) -> dict[str, Any]:
+    conf, correct = terms[:, 0], terms[:, 1]
+    # bin index: ceil(conf * bins) - 1, so that conf = 1 falls in the last bin
+    idx = (torch.ceil(conf * bins).long() - 1).clamp(0, bins - 1)  # (N,)
+    count = torch.bincount(idx, minlength=bins)  # (bins,)
+    conf_sum = torch.bincount(idx, weights=conf, minlength=bins)
+    acc_sum = torch.bincount(idx, weights=correct, minlength=bins)
+    return {
+        "edges": [b / bins for b in range(bins + 1)],
+        "confidence": [float(c / n) if n else None for c, n in zip(conf_sum, count, strict=True)],
+        "accuracy": [float(a / n) if n else None for a, n in zip(acc_sum, count, strict=True)],
+        "count": [int(n) for n in count],
+    }
+
+
+def metrics_from_terms(terms: Tensor, *, bins: int = 15) -> dict[str, float]:
+    """:func:`calibration_metrics` from :func:`calibration_terms` (N, 4), e.g. concatenated batches."""
+    _check_terms(terms, bins)
+    n = terms.shape[0]
+    rel = _bins_of(terms, bins)
+    ece = sum(
+        (c / n) * abs(a - p)
+        for c, a, p in zip(rel["count"], rel["accuracy"], rel["confidence"], strict=True)
+        if c
+    )
+    mean = terms.mean(dim=0)  # (4,)
+    return {
+        "ece": float(ece),
+        "nll": float(mean[2]),
+        "brier": float(mean[3]),
+        "accuracy": float(mean[1]),
+        "confidence": float(mean[0]),
+    }
+
+
+def reliability_from_terms(terms: Tensor, *, bins: int = 15) -> dict[str, Any]:
+    """:func:`reliability_bins` from :func:`calibration_terms` (N, 4)."""
+    _check_terms(terms, bins)
+    return _bins_of(terms, bins)
 
 
 def reliability_bins(logits: Tensor, labels: Tensor, *, bins: int = 15) -> dict[str, Any]:
@@ -47,20 +122,7 @@ def reliability_bins(logits: Tensor, labels: Tensor, *, bins: int = 15) -> dict[
         ``{"edges": [bins + 1 floats], "confidence": [...], "accuracy": [...], "count": [...]}``.
     """
     _check(logits, labels, bins)
-    probs = F.softmax(logits.detach().double(), dim=1)  # (N, K)
-    conf, pred = probs.max(dim=1)  # (N,), (N,)
-    correct = (pred == labels.to(pred.device)).double()  # (N,)
-    # bin index: ceil(conf * bins) - 1, so that conf = 1 falls in the last bin
-    idx = (torch.ceil(conf * bins).long() - 1).clamp(0, bins - 1)  # (N,)
-    count = torch.bincount(idx, minlength=bins)  # (bins,)
-    conf_sum = torch.bincount(idx, weights=conf, minlength=bins)
-    acc_sum = torch.bincount(idx, weights=correct, minlength=bins)
-    return {
-        "edges": [b / bins for b in range(bins + 1)],
-        "confidence": [float(c / n) if n else None for c, n in zip(conf_sum, count, strict=True)],
-        "accuracy": [float(a / n) if n else None for a, n in zip(acc_sum, count, strict=True)],
-        "count": [int(n) for n in count],
-    }
+    return reliability_from_terms(calibration_terms(logits, labels), bins=bins)
 
 
 def calibration_metrics(logits: Tensor, labels: Tensor, *, bins: int = 15) -> dict[str, float]:
@@ -75,26 +137,7 @@ def calibration_metrics(logits: Tensor, labels: Tensor, *, bins: int = 15) -> di
         ``{"ece", "nll", "brier", "accuracy", "confidence"}``, plain floats.
     """
     _check(logits, labels, bins)
-    logits = logits.detach().double()
-    labels = labels.to(logits.device).long()
-    n = logits.shape[0]
-    rel = reliability_bins(logits, labels, bins=bins)
-    ece = sum(
-        (c / n) * abs(a - p)
-        for c, a, p in zip(rel["count"], rel["accuracy"], rel["confidence"], strict=True)
-        if c
-    )
-    logp = F.log_softmax(logits, dim=1)  # (N, K)
-    probs = logp.exp()
-    onehot = F.one_hot(labels, logits.shape[1]).double()  # (N, K)
-    conf, pred = probs.max(dim=1)
-    return {
-        "ece": float(ece),
-        "nll": float(F.nll_loss(logp, labels)),
-        "brier": float(((probs - onehot) ** 2).sum(dim=1).mean()),
-        "accuracy": float((pred == labels).double().mean()),
-        "confidence": float(conf.mean()),
-    }
+    return metrics_from_terms(calibration_terms(logits, labels), bins=bins)
 
 
 def save_reliability_diagram(curves: Mapping[str, Mapping[str, Any]], path: str | Path) -> None:
