@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -41,6 +42,7 @@ UNSUP = ["--dataset", "texture", "--image-size", "16", "--cascades", "1", "--ite
          "--quiet"]  # fmt: skip
 IMG = str(texture_image())
 HOSTILE = {"arch": "os:system", "kwargs": {"command": "touch PWNED"}}
+OOD_TINY = ["--ood", "uniform-noise", "--limit", "8", "--pseudo-negatives", "0", "--device", "cpu", "--quiet"]
 
 
 def _cli(args: list[str]):
@@ -87,10 +89,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     unsup = d / "unsup"
     r = _cli(["train-unsupervised", *UNSUP, "--image", IMG, "--out", unsup])
     assert r.exit_code == 0, r.output
+    r = _cli(["ood", "--model", ckpt, *OOD_TINY, "--out", d / "ood"])
+    assert r.exit_code == 0, r.output
     files = {
         "run": run,
         "ckpt": ckpt,
         "attacked": d / "attacked",
+        "ood": d / "ood",
         "unsup": unsup,
         "unsup_ckpt": unsup / "checkpoint-last.pt",
     }
@@ -150,6 +155,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     files["mods"] = mods
 
+    user = d / "ood-inputs"  # user OOD sets a careless hand makes
+    (user / "empty").mkdir(parents=True)
+    (user / "junk").mkdir()
+    (user / "junk" / "notes.txt").write_text("not an image")
+    np.savez(user / "two-channels.npz", images=np.zeros((4, 28, 28, 2), np.uint8))
+    np.savez(user / "big.npz", images=np.zeros((4, 32, 32), np.uint8))
+    np.savez(user / "range.npz", images=np.full((4, 28, 28), 200.0, np.float32))
+    files["user"] = user
+
     results = d / "results"  # the committed, measured Table 3 that a data-dir mistake must not replace
     results.mkdir()
     for name in ("table3.json", "table3.md", "table3.csv", "table3-seeds.csv"):
@@ -165,7 +179,7 @@ class Case:
     id: str
     args: list[str]
     needle: str
-    protect: tuple[str, ...] = ("run", "attacked", "unsup", "results")
+    protect: tuple[str, ...] = ("run", "attacked", "unsup", "results", "ood")
     before: Callable[[dict[str, Path], Path], object] | None = field(default=None, repr=False)
 
 
@@ -364,7 +378,8 @@ CASES = [
         "attack-into-existing-attack",
         ["attack", "--model", "{ckpt}", "--limit", "8", "--out", "{attacked}"],
         "already holds results (attack-record.json, attack-table.csv, attack-table.md, attack-curve.csv, "
-        "attack-curve.png); pass --overwrite to replace it",  # attack has no --resume to suggest
+        "attack-curve.png, attack-calibration.csv, attack-reliability.png); pass --overwrite to replace "
+        "it",  # attack has no --resume to suggest
     ),
     Case(
         "quickstart-into-existing-results",
@@ -543,6 +558,77 @@ CASES = [
         ["train", *TINY[2:], "--dataset", "mnist", "--data-dir", "{tmp}/none", "--out", "{tmp}/o"],
         "--download",
     ),
+    # --- OOD sets (robust-winn ood) ----------------------------------------------------------------
+    Case(
+        "ood-hostile-model",
+        ["ood", "--model", "{evil}", *OOD_TINY, "--out", "{tmp}/o"],
+        "names code as its architecture",
+    ),
+    Case(
+        "ood-unknown-set",
+        ["ood", "--model", "{ckpt}", *OOD_TINY[2:], "--ood", "fashion-mnsit", "--out", "{tmp}/o"],
+        "unknown OOD set 'fashion-mnsit'",
+    ),
+    Case(
+        "ood-empty-folder",
+        ["ood", "--model", "{ckpt}", *OOD_TINY[2:], "--ood", "folder:{user}/empty", "--out", "{tmp}/o"],
+        "holds no image files",
+    ),
+    Case(
+        "ood-non-image-file",
+        ["ood", "--model", "{ckpt}", *OOD_TINY[2:], "--ood", "folder:{user}/junk", "--out", "{tmp}/o"],
+        "notes.txt is not an image file",
+    ),
+    Case(
+        "ood-wrong-channels",
+        [
+            "ood",
+            "--model",
+            "{ckpt}",
+            *OOD_TINY[2:],
+            "--ood",
+            "npz:{user}/two-channels.npz",
+            "--out",
+            "{tmp}/o",
+        ],
+        "2 channels cannot be converted",
+    ),
+    Case(
+        "ood-size-mismatch-no-resize",
+        [
+            "ood",
+            "--model",
+            "{ckpt}",
+            *OOD_TINY[2:],
+            "--ood",
+            "npz:{user}/big.npz",
+            "--no-resize",
+            "--out",
+            "{tmp}/o",
+        ],
+        "image is 32x32 but the model takes 28x28",
+    ),  # fmt: skip
+    Case(
+        "ood-float-out-of-range",
+        ["ood", "--model", "{ckpt}", *OOD_TINY[2:], "--ood", "npz:{user}/range.npz", "--out", "{tmp}/o"],
+        "float images must lie in [0, 1]",
+    ),
+    Case(
+        "ood-npz-missing",
+        ["ood", "--model", "{ckpt}", *OOD_TINY[2:], "--ood", "npz:{tmp}/none.npz", "--out", "{tmp}/o"],
+        "does not exist",
+    ),
+    Case(
+        "ood-adv-without-eps",
+        ["ood", "--model", "{ckpt}", *OOD_TINY[2:], "--ood", "adv:fgsm", "--out", "{tmp}/o"],
+        "adv:ATTACK:EPS",
+    ),
+    Case(
+        "ood-into-existing-results",
+        ["ood", "--model", "{ckpt}", *OOD_TINY, "--out", "{ood}"],
+        "pass --overwrite",
+    ),
+    Case("ood-out-is-a-file", ["ood", "--model", "{ckpt}", *OOD_TINY, "--out", "{afile}"], "is a file"),
     # --- user factories that fail ---------------------------------------------------------------
     Case(
         "factory-raises-on-import",

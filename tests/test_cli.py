@@ -53,11 +53,16 @@ def test_train_winn_then_resume_with_more_epochs(tmp_path: Path, small_init_pool
     assert r.exit_code == 2 and "--resume" in r.output  # a finished run is not replaced silently
 
 
-def test_list_shows_datasets_models_attacks():
+def test_list_shows_datasets_models_attacks_ood_sets():
+    from robust_winn.data.ood_sets import list_synthetic_sets
+
     r = _run(["list"])
     assert r.exit_code == 0
     for word in ("mnist", "svhn", "cifar10", "sample", "vanilla", "resnet32", "fgsm", "pgd"):
         assert word in r.output
+    ood = r.output.split("OOD sets")[1]  # every synthetic set and user-set form, after its heading
+    for name in [*list_synthetic_sets(), "folder:PATH", "npz:PATH", "adv:ATTACK:EPS"]:
+        assert f"  {name} " in ood, name
 
 
 def test_user_factory_trains_by_both_methods(tmp_path: Path, small_init_pool):

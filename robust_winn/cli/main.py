@@ -145,9 +145,10 @@ def train(mode: str, quiet: bool, resume: bool, overwrite: bool, **kw: Any) -> N
 
 @main.command("list")
 def list_cmd() -> None:
-    """List registered datasets, models and attacks."""
+    """List registered datasets, models, attacks and the OOD sets of `robust-winn ood`."""
     from ..attacks.registry import list_attacks
     from ..data.datasets import list_datasets
+    from ..data.ood_sets import list_synthetic_sets
     from ..models import list_models
 
     click.echo("datasets:")
@@ -158,6 +159,15 @@ def list_cmd() -> None:
         click.echo(f"  {k:15s} {v}")
     click.echo("attacks (robust-winn attack --attack NAME[:key=value,...]):")
     for k, v in list_attacks().items():
+        click.echo(f"  {k:15s} {v}")
+    click.echo("OOD sets (robust-winn ood --ood NAME): any dataset above, and:")
+    for k, v in list_synthetic_sets().items():
+        click.echo(f"  {k:15s} {v}")
+    for k, v in (
+        ("folder:PATH", "every image file under PATH, converted and resized to the model's input"),
+        ("npz:PATH", "the image array of a .npz (uint8 or float in [0, 1]; NHWC, NCHW or NHW)"),
+        ("adv:ATTACK:EPS", "the harness's adversarial examples made on each model, e.g. adv:fgsm:0.125"),
+    ):
         click.echo(f"  {k:15s} {v}")
 
 
