@@ -165,7 +165,7 @@ def test_reproduce_ood_reuses_runs_and_guards_measured_rows(ckpts, tmp_path: Pat
     spec = OODTableSpec(
         rows=(("sample", "vanilla"),),
         seeds=(0,),
-        ood=("fashion-mnist", "constant"),
+        ood=("fashion-mnist", "constant", "adv:fgsm:0.125"),
         scores=("msp", "critic"),
         ood_data_dir=str(tmp_path / "no-ood-data"),
         runs_dir=str(runs),
@@ -186,6 +186,16 @@ def test_reproduce_ood_reuses_runs_and_guards_measured_rows(ckpts, tmp_path: Pat
     meta = json.loads((out / "ood.json").read_text())
     assert meta["seeds"] == [0] and meta["command"] == "test" and "torch_threads" in meta
     assert set(meta["calibration"]) == {"sample vanilla baseline", "sample vanilla winn"}
+    for by_examples in meta["calibration"].values():  # clean and on the model's own FGSM examples
+        assert list(by_examples) == ["clean", "adv:fgsm:0.125"]
+        assert by_examples["adv:fgsm:0.125"]["nll"][0] > by_examples["clean"]["nll"][0]
+    cal = pd.read_csv(out / "ood-calibration.csv")
+    assert sorted(zip(cal["model"], cal["examples"], strict=True)) == [
+        ("baseline", "adv:fgsm:0.125"),
+        ("baseline", "clean"),
+        ("winn", "adv:fgsm:0.125"),
+        ("winn", "clean"),
+    ]
     assert "Findings" in (out / "ood.md").read_text()
     # a measured fashion-mnist row on disk is not replaced by "not run here"
     rows = meta["rows"]

@@ -6,7 +6,8 @@ table budget) are evaluated per seed with :func:`robust_winn.evaluation.ood.eval
 seed's best-validation checkpoints against Fashion-MNIST, the synthetic sets and their own FGSM
 examples at the paper's eps, with the max-softmax, critic, energy and critic-gradient scores.
 The table gives, per OOD set and score, baseline vs WINN AUROC, AUPR-In and FPR@95%TPR as mean ±
-sample std over seeds, and the clean calibration (ECE, NLL, Brier) of both; a "Findings" section
+sample std over seeds, and the calibration (ECE, NLL, Brier) of both, clean and on each model's
+own FGSM examples (ood-calibration.csv per seed, one row per model and example set); a "Findings" section
 is computed from those numbers, never typed. The energy picture of the first seed is ood.png.
 
 A registered OOD dataset whose files are missing under ``ood_data_dir`` gives rows marked "not run
@@ -121,9 +122,11 @@ def _seed_rows(
             "arch": arch,
             "seed": seed,
             "model": name,
-            **{k: m["calibration"]["clean"][k] for k in CALIBRATION},
+            "examples": examples,  # "clean", or an adversarial set made on the model (adv:...)
+            **{k: c[k] for k in CALIBRATION},
         }
         for name, m in rec["models"].items()
+        for examples, c in m["calibration"].items()
     ]
     return det, cal
 
@@ -215,7 +218,7 @@ def reproduce_ood(
     det_df = pd.DataFrame(
         det_rows, columns=["dataset", "arch", "seed", "model", "ood", "score", *METRICS, "fooled", "status"]
     )
-    cal_df = pd.DataFrame(cal_rows, columns=["dataset", "arch", "seed", "model", *CALIBRATION])
+    cal_df = pd.DataFrame(cal_rows, columns=["dataset", "arch", "seed", "model", "examples", *CALIBRATION])
     df = pd.DataFrame([_aggregate(det_df, k, st) for k, st in planned.items()])
     check_measured_kept(
         out_dir,
@@ -224,9 +227,12 @@ def reproduce_ood(
         {tuple(str(r[c]) for c in OOD_KEY): r["status"] for r in df.to_dict("records")},
         replace_measured=replace_measured,
     )
-    calibration = {
+    calibration = {  # run -> examples (clean, adv:...) -> metric -> (mean, std) over seeds
         f"{d} {a} {m}": {
-            k: mean_std(list(cal_df[(cal_df["arch"] == a) & (cal_df["model"] == m)][k])) for k in CALIBRATION
+            str(ex): {k: mean_std(list(g[k])) for k in CALIBRATION}
+            for ex, g in cal_df[(cal_df["arch"] == a) & (cal_df["model"] == m)].groupby(
+                "examples", sort=False
+            )
         }
         for d, a in spec.rows
         for m in METHODS
@@ -307,16 +313,18 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, cal: pd.DataFrame, meta: dict[
         f"wall time {meta['wall_time_s'] / 60:.1f} min; date: {meta['date']}  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
         "",
-        "## Calibration of the clean test predictions (15 bins; mean ± std over seeds)",
+        "## Calibration of the test predictions, clean and on each model's own adversarial examples "
+        "(15 bins; mean ± std over seeds)",
         "",
-        "| run | accuracy % | ECE % | NLL | Brier |",
-        "|---|---|---|---|---|",
+        "| run | examples | accuracy % | ECE % | NLL | Brier |",
+        "|---|---|---|---|---|---|",
     ]
-    for run, c in meta["calibration"].items():
-        lines.append(
-            f"| {run} | {_fmt(*c['accuracy'])} | {_fmt(*c['ece'])} | {_fmt(*c['nll'], 1.0, 4)} | "
-            f"{_fmt(*c['brier'], 1.0, 4)} |"
-        )
+    for run, by_examples in meta["calibration"].items():
+        for examples, c in by_examples.items():
+            lines.append(
+                f"| {run} | {examples} | {_fmt(*c['accuracy'])} | {_fmt(*c['ece'])} | "
+                f"{_fmt(*c['nll'], 1.0, 4)} | {_fmt(*c['brier'], 1.0, 4)} |"
+            )
     lines += [
         "",
         "## Detection (in-distribution test images = positive; %, mean ± std over seeds)",
