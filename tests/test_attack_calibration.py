@@ -89,3 +89,22 @@ def test_a_model_returning_probabilities_is_scored_as_it_predicts() -> None:
     cal = rec["models"]["model"]["calibration"]
     assert cal["confidence"] < 0.3  # softmax of values in [0, 1]: nearly uniform over 10 classes
     assert any("ends in softmax" in w for w in rec["warnings"])
+
+
+def test_a_failure_while_rendering_leaves_earlier_results_whole(
+    run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robust_winn.attacks import report
+
+    paths = write_attack_outputs(run["rec"], tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    changed = {**run["rec"], "n": 1}  # a different record, whose last file fails to render
+
+    def boom(curves: Any) -> bytes:
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(report, "reliability_diagram_png", boom)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        write_attack_outputs(changed, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no half-new set, no temp files
+    assert set(before) == {p.name for p in paths.values()}

@@ -26,9 +26,9 @@ from robust_winn.experiments.table2 import (
     check_measured_kept,
     reproduce_table2,
     train_or_reuse,
-    write_files_atomically,
 )
 from robust_winn.experiments.tables34 import Table3Spec, Table4Spec, reproduce_table3, reproduce_table4
+from robust_winn.runtime.atomic import write_files_atomically
 
 PGD = "pgd:alpha=0.01,steps=40"
 NO_GPU_TEXT = "not run here (no GPU: ResNet-32 rows need --device cuda or --allow-cpu-resnet)"

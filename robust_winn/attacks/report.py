@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..evaluation.calibration import save_reliability_diagram
+from ..evaluation.calibration import reliability_diagram_png
+from ..runtime.atomic import figure_png, write_files_atomically
 from .harness import Outcomes
 
 __all__ = [
@@ -148,7 +149,7 @@ def _reliability_curves(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return curves
 
 
-def _plot(curves: pd.DataFrame, path: Path) -> None:
+def _curve_png(curves: pd.DataFrame) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,8 +167,7 @@ def _plot(curves: pd.DataFrame, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return figure_png(fig, dpi=120)
 
 
 # An attack's files; prefixed so that they never collide with a training run's record.json.
@@ -183,27 +183,34 @@ ATTACK_FILES = (
 
 
 def write_attack_outputs(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write :data:`ATTACK_FILES` under ``out``; returns them keyed by the unprefixed name."""
+    """Write :data:`ATTACK_FILES` under ``out``; returns them keyed by the unprefixed name.
+
+    Every file is rendered first, then all are written whole or not at all
+    (:func:`~robust_winn.runtime.atomic.write_files_atomically`).
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {k.removeprefix("attack-"): out / k for k in ATTACK_FILES}
-    paths["record.json"].write_text(json.dumps(record, indent=2))
     table = attack_table(record)
-    table.to_csv(paths["table.csv"], index=False)
     header = f"Command: `{record.get('command', '')}`\n\n" if record.get("command") else ""
     notes = "".join(f"- warning: {w}\n" for w in record["warnings"])
     body = table.to_markdown(index=False, missingval="-")
     calib = calibration_table(record)
-    calib.to_csv(paths["calibration.csv"], index=False)
     calib_md = (
         "\n\nCalibration (ECE over 15 equal-width confidence bins, NLL, Brier; clean and on each "
         "example set, by its scorer):\n\n" + calib.to_markdown(index=False, missingval="-")
     )
-    paths["table.md"].write_text(header + body + calib_md + "\n" + ("\n" + notes if notes else ""))
-    save_reliability_diagram(_reliability_curves(record), paths["reliability.png"])
     curves = curve_table(record)
-    curves.to_csv(paths["curve.csv"], index=False)
-    _plot(curves, paths["curve.png"])
+    write_files_atomically(
+        {
+            paths["record.json"]: json.dumps(record, indent=2),
+            paths["table.csv"]: table.to_csv(index=False),
+            paths["table.md"]: header + body + calib_md + "\n" + ("\n" + notes if notes else ""),
+            paths["curve.csv"]: curves.to_csv(index=False),
+            paths["curve.png"]: _curve_png(curves),
+            paths["calibration.csv"]: calib.to_csv(index=False),
+            paths["reliability.png"]: reliability_diagram_png(_reliability_curves(record)),
+        }
+    )
     return paths
 
 

@@ -15,7 +15,6 @@ logits, so a model that returns logits (the harness's contract) is scored as it 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import BadValueError
+from ..runtime.atomic import figure_png
 
 __all__ = [
     "calibration_metrics",
@@ -30,7 +30,7 @@ __all__ = [
     "metrics_from_terms",
     "reliability_bins",
     "reliability_from_terms",
-    "save_reliability_diagram",
+    "reliability_diagram_png",
 ]
 
 
@@ -140,13 +140,12 @@ def calibration_metrics(logits: Tensor, labels: Tensor, *, bins: int = 15) -> di
     return metrics_from_terms(calibration_terms(logits, labels), bins=bins)
 
 
-def save_reliability_diagram(curves: Mapping[str, Mapping[str, Any]], path: str | Path) -> None:
-    """Write a reliability diagram PNG: accuracy against confidence, one line per label.
+def reliability_diagram_png(curves: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """A reliability diagram as PNG bytes: accuracy against confidence, one line per label.
 
     Args:
         curves: ``{label: reliability_bins(...)}`` (e.g. ``"winn clean"``, ``"winn fgsm 0.125"``);
             optionally with an ``"ece"`` entry shown in the legend.
-        path: the PNG to write (its folder must exist).
     """
     if not curves:
         raise BadValueError("no reliability curve to draw")
@@ -172,5 +171,4 @@ def save_reliability_diagram(curves: Mapping[str, Mapping[str, Any]], path: str 
     ax.set_title(f"Reliability diagram ({bins} equal-width bins)")
     ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return figure_png(fig, dpi=120)

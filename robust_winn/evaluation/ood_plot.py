@@ -12,13 +12,13 @@ are counted in the edge bins, so a far outlier set still shows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import BadValueError
+from ..runtime.atomic import figure_png
 
-__all__ = ["save_energy_histograms"]
+__all__ = ["energy_histograms_png"]
 
 BINS = 50
 _PANELS = (("critic", "critic f(x)"), ("energy", "energy score logsumexp(logits)"))
@@ -34,14 +34,13 @@ def _edges(values: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.linspace(lo, hi, BINS + 1)
 
 
-def save_energy_histograms(panels: Mapping[str, Mapping[str, Panel]], path: str | Path) -> None:
-    """Write the energy-picture PNG.
+def energy_histograms_png(panels: Mapping[str, Mapping[str, Panel]]) -> bytes:
+    """The energy picture as PNG bytes.
 
     Args:
         panels: ``{model: {"critic": panel, "energy": panel}}`` where a panel maps each image
             set (in legend order) to its (N,) values, or is a string saying why it is empty
             (e.g. the critic head of a cross-entropy baseline was never trained).
-        path: the PNG to write (its folder must exist).
     """
     if not panels:
         raise BadValueError("no model to draw")
@@ -79,5 +78,4 @@ def save_energy_histograms(panels: Mapping[str, Mapping[str, Panel]], path: str 
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return figure_png(fig, dpi=110)

@@ -12,9 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from .calibration import save_reliability_diagram
+from ..runtime.atomic import write_files_atomically
+from .calibration import reliability_diagram_png
 from .ood import IN_DIST, PSEUDO, OODResult
-from .ood_plot import save_energy_histograms
+from .ood_plot import energy_histograms_png
 from .ood_scores import Score
 
 __all__ = ["OOD_FILES", "energy_panels", "ood_markdown", "ood_table", "write_ood_outputs"]
@@ -119,16 +120,21 @@ def energy_panels(result: OODResult) -> dict[str, dict[str, Any]]:
 def write_ood_outputs(result: OODResult, out: str | Path) -> dict[str, Path]:
     """Write :data:`OOD_FILES` into the folder ``out`` (claimed by the caller); return them by name.
 
-    The pictures come first and the record last, so a record on disk means every file is there.
+    Every file is rendered first and then written whole or not at all
+    (:func:`~robust_winn.runtime.atomic.write_files_atomically`): an interruption leaves the
+    folder as it was.
     """
     out = Path(out)
     paths = {n: out / n for n in OOD_FILES}
     rec = result.record
-    save_energy_histograms(energy_panels(result), paths["ood-energy.png"])
-    save_reliability_diagram(
-        {f"{k} clean": v["reliability"] for k, v in rec["models"].items()}, paths["ood-reliability.png"]
+    reliability = {f"{k} clean": v["reliability"] for k, v in rec["models"].items()}
+    write_files_atomically(
+        {
+            paths["ood-energy.png"]: energy_histograms_png(energy_panels(result)),
+            paths["ood-reliability.png"]: reliability_diagram_png(reliability),
+            paths["ood-table.csv"]: ood_table(rec).to_csv(index=False),
+            paths["ood-table.md"]: ood_markdown(rec),
+            paths["ood-record.json"]: json.dumps(rec, indent=2, default=str),
+        }
     )
-    paths["ood-table.csv"].write_text(ood_table(rec).to_csv(index=False), encoding="utf-8")
-    paths["ood-table.md"].write_text(ood_markdown(rec), encoding="utf-8")
-    paths["ood-record.json"].write_text(json.dumps(rec, indent=2, default=str), encoding="utf-8")
     return paths

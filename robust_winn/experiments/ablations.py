@@ -28,12 +28,13 @@ from ..attacks.registry import check_eps, parse_attack
 from ..config import Method, SynthesisConfig, TrainConfig
 from ..data.datasets import load_dataset
 from ..errors import BadValueError
+from ..runtime.atomic import write_files_atomically
 from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
 from .presets import DATA_DIR, MNIST_EPS, RUNS_ROOT, TABLE3_ATTACKS, TABLE3_DATASET, TABLE_BUDGET
-from .table2 import MEASURED, check_measured_kept, mean_std, train_or_reuse, write_files_atomically
+from .table2 import MEASURED, check_measured_kept, mean_std, train_or_reuse
 from .tables34 import seed_numbers
 
 __all__ = [

@@ -50,6 +50,7 @@ from ..config import AdversarialConfig, Method, SynthesisConfig, TrainConfig
 from ..data.datasets import DataSplits, load_dataset
 from ..errors import BadValueError, UserError
 from ..evaluation.metrics import worst_case_error
+from ..runtime.atomic import write_files_atomically
 from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
@@ -79,7 +80,6 @@ from .table2 import (
     mean_std,
     plan_grid,
     train_or_reuse,
-    write_files_atomically,
 )
 
 log = logging.getLogger(__name__)

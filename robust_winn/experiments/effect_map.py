@@ -13,14 +13,13 @@ the ablations already trained are reused, never retrained; the files are ``effec
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..runtime.atomic import figure_png, write_files_atomically
 from .ablations import ALPHA_SWEEP, DEFAULT_VARIANTS, AblationSpec, Variant, run_ablations
-from .table2 import write_files_atomically
 
 __all__ = ["EFFECT_MAP_VARIANTS", "run_effect_map", "save_effect_map_plot"]
 
@@ -111,9 +110,4 @@ def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
         ax.set_title(f"{attack}, eps {rows['eps'].iloc[0]:g}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    png = io.BytesIO()
-    try:
-        fig.savefig(png, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    write_files_atomically({Path(path): png.getvalue()})
+    write_files_atomically({Path(path): figure_png(fig, dpi=110)})

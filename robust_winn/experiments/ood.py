@@ -30,9 +30,10 @@ from ..data.datasets import DataUnavailableError, load_dataset
 from ..errors import BadValueError
 from ..evaluation.ood import evaluate_ood
 from ..evaluation.ood_inputs import SetKind, parse_ood, parse_scores
-from ..evaluation.ood_plot import save_energy_histograms
+from ..evaluation.ood_plot import energy_histograms_png
 from ..evaluation.ood_report import energy_panels
 from ..evaluation.ood_scores import SCORE_MEANING, Score
+from ..runtime.atomic import write_files_atomically
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
@@ -46,7 +47,6 @@ from .table2 import (
     plan_grid,
     run_dir,
     run_grid,
-    write_files_atomically,
 )
 
 __all__ = ["OOD_DATA_DIR", "OOD_KEY", "OOD_SETS", "OODTableSpec", "reproduce_ood"]
@@ -254,9 +254,7 @@ def reproduce_ood(
         "wall_time_s": time.perf_counter() - t0,
         "warnings": warnings,
     }
-    if picture:
-        save_energy_histograms(picture, out_dir / "ood.png")
-    _write(df, det_df, cal_df, meta, out_dir)
+    _write(df, det_df, cal_df, meta, out_dir, energy_histograms_png(picture) if picture else None)
     return df
 
 
@@ -301,8 +299,16 @@ def _findings(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _write(df: pd.DataFrame, seeds: pd.DataFrame, cal: pd.DataFrame, meta: dict[str, Any], out: Path) -> None:
-    """ood.{csv,md,json}, ood-seeds.csv and ood-calibration.csv, rendered first, then written atomically."""
+def _write(
+    df: pd.DataFrame,
+    seeds: pd.DataFrame,
+    cal: pd.DataFrame,
+    meta: dict[str, Any],
+    out: Path,
+    picture: bytes | None,
+) -> None:
+    """ood.{csv,md,json}, ood-seeds.csv, ood-calibration.csv and ood.png (``picture``, when there
+    is one), rendered first, then written atomically."""
     lines = [
         "# OOD detection and calibration: baseline vs WINN (issue 14)",
         "",
@@ -359,5 +365,6 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, cal: pd.DataFrame, meta: dict[
             out / "ood-calibration.csv": cal.to_csv(index=False),
             out / "ood.json": json.dumps({**meta, "rows": df.to_dict("records")}, indent=2, default=str),
             out / "ood.md": "\n".join(lines) + "\n",
+            **({out / "ood.png": picture} if picture else {}),
         }
     )

@@ -9,7 +9,7 @@ Table files are never silently degraded: before any training, :func:`check_measu
 compares the rows a run will produce with the table already in the output folder and refuses
 (``RunDirError``) to replace a measured row (status ``"run"``) with a "not run here" row or to
 drop it, unless ``replace_measured`` is set (``--replace-measured``). Every table file is
-written whole or not at all (:func:`write_files_atomically`).
+written whole or not at all (:func:`robust_winn.runtime.atomic.write_files_atomically`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +29,7 @@ import pandas as pd
 from ..config import Method, SynthesisConfig, TrainConfig
 from ..data.datasets import DataUnavailableError, load_dataset
 from ..errors import RunDirError, UserError
+from ..runtime.atomic import write_files_atomically
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
@@ -51,7 +50,6 @@ __all__ = [
     "run_dir",
     "run_grid",
     "train_or_reuse",
-    "write_files_atomically",
 ]
 
 # Paper Table 2, test error in percent.
@@ -292,36 +290,6 @@ def check_measured_kept(
             f"{path} holds measured results that this run would not measure again: {shown}. "
             f"Pass --replace-measured to replace them anyway, or choose another --out"
         )
-
-
-def write_files_atomically(files: Mapping[Path, str | bytes]) -> None:
-    """Write text (``str``) or binary (``bytes``, e.g. a rendered PNG) files so that an
-    interruption never leaves half a file or half a table.
-
-    Every file is first written in full to a temporary file in its folder (``NAME.<random>.tmp``,
-    flushed and fsynced), and only then are all of them renamed over their targets with
-    ``os.replace``: a reader sees each file either old or new, and the whole set changes within
-    a few renames. Temporary files are removed on any failure. A replaced file keeps its mode;
-    a new one gets 0644.
-    """
-    tmps: list[tuple[Path, Path]] = []
-    try:
-        for path, text in files.items():
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-            tmps.append((Path(tmp), path))
-            binary = isinstance(text, bytes)
-            with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        for tmp, path in tmps:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in tmps:
-            tmp.unlink(missing_ok=True)
 
 
 def _table2_keys(df: pd.DataFrame) -> dict[tuple[str, ...], str]:

@@ -29,6 +29,7 @@ from ..attacks.harness import evaluate
 from ..attacks.registry import check_eps, parse_attack
 from ..data.datasets import load_dataset
 from ..errors import BadValueError
+from ..runtime.atomic import write_files_atomically
 from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
@@ -54,7 +55,6 @@ from .table2 import (
     plan_grid,
     run_dir,
     run_grid,
-    write_files_atomically,
 )
 
 log = logging.getLogger(__name__)
