@@ -37,6 +37,26 @@ def test_critic64_layout_matches_app_c():
         assert mod.bias.abs().max() == 0
 
 
+def test_critic64_half_is_app_c_at_half_width():
+    full, half = Critic64(image_size=64), build_critic("critic64-half", (3, 64, 64))
+    assert [c.out_channels for c in half.convs] == [c.out_channels // 2 for c in full.convs]
+    assert [c.in_channels for c in half.convs][1:] == [c.in_channels // 2 for c in full.convs][1:]
+    assert half.convs[0].in_channels == 3 and half.fc.in_features == 256 * 4 * 4
+    assert [type(n) for n in half.norms] == [type(n) for n in full.norms] and half.pools == full.pools
+    # 9 * c_in * c_out + c_out per conv, 2 * c_out per LayerNorm (convs 2-8), 4096 + 1 for the linear map
+    widths = [3, 16, 32, 32, 64, 64, 128, 128, 256]
+    convs = sum(9 * a * b + b for a, b in zip(widths, widths[1:], strict=False))
+    assert sum(p.numel() for p in half.parameters()) == convs + 2 * sum(widths[2:]) + 4096 + 1 == 591_873
+    out = half(torch.rand(2, 3, 64, 64) * 2 - 1)
+    assert out.shape == (2, 1) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("width", [0.0, -1.0, 0.01])
+def test_critic64_refuses_a_width_that_empties_a_conv(width):
+    with pytest.raises(ValueError, match="width"):
+        Critic64(width=width)
+
+
 @pytest.mark.parametrize("arch,size", [("wgan_resnet32", 16), ("densenet", 16), ("critic64", 32)])
 def test_critics_are_also_classifiers(arch, size):
     torch.manual_seed(0)
