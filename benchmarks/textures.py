@@ -1,8 +1,9 @@
 """Texture synthesis judged by a texture distance (issue 15): brick, grass and gravel.
 
 Per texture (../shared/data/textures/<name>.png) this trains an unsupervised WINN texture model
-with a named preset (`robust-winn train-unsupervised --preset ...`, default `quick`), one
-cascade at a time (`--cascades c --resume`), and after every cascade samples 64 patches through
+with a named preset (`robust-winn train-unsupervised --preset ...`, default `quick`; `cpu` is the
+2-core preset chosen in results/textures/search.md), one cascade at a time (`--cascades c
+--resume`), and after every cascade samples 64 patches through
 the chain and measures their texture SWD (Karras et al. 2018, App. D; robust_winn.evaluation.swd,
 the same numbers as `robust-winn score --images SAMPLES.pt --texture-reference PHOTO`) with its
 two brackets: p0 (the initial noise, no ascent) and real crops of a held-apart half of the photo.
@@ -19,7 +20,7 @@ Writes into OUT/<name>/ (default results/textures/<name>/):
 
 and OUT/README.md, a table of every texture measured so far. Training folders go to RUNS/<name>/.
 
-Usage: python benchmarks/textures.py [--textures brick,grass,gravel] [--preset quick]
+Usage: python benchmarks/textures.py [--textures brick,grass,gravel] [--preset quick|cpu|paper]
        [--train-args "--iterations 6 --synth-max-steps 100"] [--cascades 3] [--smoke]
 
 `--smoke` shrinks everything (32x32 patches, one iteration per cascade, 2 ascent steps, a

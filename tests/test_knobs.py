@@ -108,7 +108,8 @@ def test_generated_options_are_the_fields(knobs: Knobs, command: click.Command, 
         elif "presets" in f.metadata:
             assert p.default is None
             for name, value in f.metadata["presets"].items():
-                assert f"{name} {value:,}" in str(p.help), (k.path, p.help)
+                shown = f"{name} {value:,}" if isinstance(value, int | float) else f"{name} {value}"
+                assert shown in str(p.help), (k.path, p.help)
         else:
             assert p.default == default, k.path
         rng = dict(f.metadata.get("range", {}), **({"low": cli["low"]} if "low" in cli else {}))
@@ -226,6 +227,20 @@ QUICK_BUDGET = {
     "synth_max_steps": 30,
     "pool_capacity": 2000,
 }  # the quick preset as it was before the fields declared it
+CPU_BUDGET = {
+    "arch": "critic64-half",
+    "cascades": 6,
+    "iterations": 8,
+    "pos_per_step": 100,
+    "ramp_max": 2,
+    "k_passes": 2,
+    "init_images": 500,
+    "new_per_iter": 100,
+    "new_last_iter": 200,
+    "synth_max_steps": 100,
+    "synth_lr": 0.02,
+    "pool_capacity": 5000,
+}  # the cpu preset of issue 15 (results/textures/search.md): a change must be measured again
 
 
 @pytest.mark.parametrize("preset", [p.value for p in Preset])
@@ -235,8 +250,15 @@ def test_unsup_cli_defaults_build_each_preset(preset: str) -> None:
     assert {kw.pop(k) for k in ("quiet", "resume", "overwrite")} == {False}
     cfg = UnsupConfig.preset(preset, **UNSUP_KNOBS.values(kw))
     assert cfg == UnsupConfig.preset(preset, dataset="texture", out="o")
-    budget = QUICK_BUDGET if preset == "quick" else {}
+    budget = {"quick": QUICK_BUDGET, "cpu": CPU_BUDGET}.get(preset, {})
     assert cfg == replace(UnsupConfig(dataset="texture", out="o"), **budget)
+
+
+def test_unsup_help_offers_every_preset_and_shows_the_cpu_values() -> None:
+    r = CliRunner().invoke(main, ["train", "--mode", "unsupervised", "--help"])
+    assert r.exit_code == 0, r.output
+    assert "--preset [paper|quick|cpu]" in r.output
+    assert "cpu critic64-half, paper critic64" in " ".join(r.output.split())
 
 
 def test_unsup_default_preset_is_quick_and_options_override_it() -> None:

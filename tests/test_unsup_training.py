@@ -12,7 +12,7 @@ from textures import texture_image
 from robust_winn.data.positives import ImageTensorSource, TextureCrops, load_positives, read_image
 from robust_winn.runtime.checkpoint import load_checkpoint
 from robust_winn.synthesis.ascent import AscentSampler
-from robust_winn.synthesis.cascade import generate, load_chain
+from robust_winn.synthesis.cascade import build_critic, generate, load_chain
 from robust_winn.training.unsupervised import Preset, UnsupConfig, train_unsupervised
 
 BRICK = texture_image()
@@ -111,6 +111,17 @@ def test_presets():
     assert UnsupConfig.from_dict(q.to_dict()) == q
     with pytest.raises(ValueError, match="k_passes"):
         UnsupConfig.preset("quick", k_passes=0).validate()
+
+
+def test_cpu_preset_validates_builds_its_critic_and_leaves_paper_alone():
+    c, p = UnsupConfig.preset(Preset.CPU), UnsupConfig.preset(Preset.PAPER)
+    c.validate()
+    assert p == UnsupConfig() and p.arch == "critic64" and p.synth_lr == 0.01 and p.cascades == 4
+    assert c.arch == "critic64-half" and build_critic(c.arch, (3, c.image_size, c.image_size))
+    assert c.cascades * c.iterations < p.cascades * p.iterations and c.synth_max_steps < p.synth_max_steps
+    same = ("image_size", "batch_size", "lr", "beta1", "beta2", "gp_lambda", "init", "synth_batch")
+    assert all(getattr(c, k) == getattr(p, k) for k in same)  # the paper's except the budgets and width
+    assert UnsupConfig.from_dict(c.to_dict()) == c
 
 
 def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path, full: dict):

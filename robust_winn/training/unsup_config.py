@@ -1,8 +1,11 @@
-"""Configuration of an unsupervised WINN run (REFERENCE §3.5-3.6), with the paper and quick presets.
+"""Configuration of an unsupervised WINN run (REFERENCE §3.5-3.6), with the paper, quick and cpu presets.
 
-Each field declares its help, range and quick-preset value once (:func:`robust_winn.config.knob`,
-issue 12 §2); the dataclass default is the paper value. ``robust-winn train-unsupervised`` is
-generated from these fields (:mod:`robust_winn.cli.knobs`).
+Each field declares its help, range and quick- and cpu-preset values once
+(:func:`robust_winn.config.knob`, issue 12 §2); the dataclass default is the paper value. The cpu
+preset is ours (issue 15): the paper's 64x64 texture mode with the half-width critic
+(``critic64-half``), 6 cascades of 8 iterations and a 100-step ascent cap, well under an hour per
+texture on 2 CPU cores; results/textures/search.md holds the measurements it was chosen by.
+``robust-winn train-unsupervised`` is generated from these fields (:mod:`robust_winn.cli.knobs`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class Preset(str, Enum):
 
     PAPER = "paper"  # the released code's budgets (REFERENCE §3.6)
     QUICK = "quick"  # minutes on a CPU: a smoke run, not a result
+    CPU = "cpu"  # textures on 2 CPU cores (issue 15): ours, chosen by texture SWD vs wall time
 
 
 _DATASETS = tuple(d.value for d in UnsupDataset)
@@ -82,25 +86,33 @@ class UnsupConfig(PositivesConfig):
         default="critic64",
         metadata=knob(
             "Registered network with one output (critic64, wgan_resnet32, densenet, ...) or "
-            "'pkg.module:factory'."
+            "'pkg.module:factory'.",
+            presets={"cpu": "critic64-half"},
         ),
     )
-    cascades: int = field(default=4, metadata=knob("Cascades (WINN-single: 1).", low=1, presets={"quick": 2}))
+    cascades: int = field(
+        default=4, metadata=knob("Cascades (WINN-single: 1).", low=1, presets={"quick": 2, "cpu": 6})
+    )
     iterations: int = field(
-        default=100, metadata=knob("Iterations per cascade.", low=1, presets={"quick": 3})
+        default=100, metadata=knob("Iterations per cascade.", low=1, presets={"quick": 3, "cpu": 8})
     )
     pos_per_step: int = field(
-        default=1000, metadata=knob("Ramp unit: min(it+1, ramp)*N positives.", low=1, presets={"quick": 50})
+        default=1000,
+        metadata=knob("Ramp unit: min(it+1, ramp)*N positives.", low=1, presets={"quick": 50, "cpu": 100}),
     )
     ramp_max: int = field(
         default=5,
         metadata=knob(
-            "Ramp cap: at most ramp_max * pos_per_step positives per iteration.", low=1, presets={"quick": 2}
+            "Ramp cap: at most ramp_max * pos_per_step positives per iteration.",
+            low=1,
+            presets={"quick": 2, "cpu": 2},
         ),
     )
     k_passes: int = field(
         default=3,
-        metadata=knob("Passes over each iteration's fixed set (Alg. 1 'k').", low=1, presets={"quick": 1}),
+        metadata=knob(
+            "Passes over each iteration's fixed set (Alg. 1 'k').", low=1, presets={"quick": 1, "cpu": 2}
+        ),
     )
     batch_size: int = field(
         default=50, metadata=knob("Positives per critic step, and as many negatives.", low=1, cli=False)
@@ -115,28 +127,33 @@ class UnsupConfig(PositivesConfig):
     )
     init_images: int = field(
         default=10_000,
-        metadata=knob("Initial p0 images (pool and first init source).", low=1, presets={"quick": 200}),
+        metadata=knob(
+            "Initial p0 images (pool and first init source).", low=1, presets={"quick": 200, "cpu": 500}
+        ),
     )
     new_per_iter: int = field(
         default=1000,
-        metadata=knob("Pseudo-negatives synthesised per iteration.", low=1, presets={"quick": 50}),
+        metadata=knob(
+            "Pseudo-negatives synthesised per iteration.", low=1, presets={"quick": 50, "cpu": 100}
+        ),
     )
     new_last_iter: int = field(
         default=10_000,
         metadata=knob(
             "... at a cascade's last iteration (the next cascade's init source).",
             low=1,
-            presets={"quick": 100},
+            presets={"quick": 100, "cpu": 200},
         ),
     )
     synth_batch: int = field(
         default=100, metadata=knob("Images per synthesis batch (own tau, fresh Adam).", low=1, cli=False)
     )
     synth_max_steps: int = field(
-        default=2000, metadata=knob("Ascent step cap per batch.", low=0, presets={"quick": 30})
+        default=2000, metadata=knob("Ascent step cap per batch.", low=0, presets={"quick": 30, "cpu": 100})
     )
     synth_lr: float = field(
-        default=0.01, metadata=knob("Synthesis Adam lr.", low=0, low_open=True, cli=False)
+        default=0.01,
+        metadata=knob("Synthesis Adam lr.", low=0, low_open=True, cli=False, presets={"cpu": 0.02}),
     )
     synth_beta1: float = field(default=0.9, metadata=knob("Synthesis Adam beta1.", low=0, high=1, cli=False))
     synth_beta2: float = field(
@@ -146,7 +163,7 @@ class UnsupConfig(PositivesConfig):
     pool_capacity: int = field(
         default=120_000,
         metadata=knob(  # the code keeps all: 446k
-            "Most pseudo-negatives kept (FIFO).", low=1, presets={"quick": 2000}
+            "Most pseudo-negatives kept (FIFO).", low=1, presets={"quick": 2000, "cpu": 5000}
         ),
     )
     quantize: bool = field(
@@ -175,10 +192,10 @@ class UnsupConfig(PositivesConfig):
 
     @classmethod
     def preset(cls, name: Preset | str, **overrides: Any) -> UnsupConfig:
-        """The ``paper`` or ``quick`` budgets, with any field overridden (``None``: the preset's).
+        """The ``paper``, ``quick`` or ``cpu`` budgets, with any field overridden (``None``: the preset's).
 
-        A field's quick value is declared with the field (``knob(presets=...)``); ``paper`` is
-        the dataclass default.
+        A field's quick and cpu values are declared with the field (``knob(presets=...)``);
+        ``paper`` is the dataclass default.
         """
         preset = Preset(name)
         base = {
