@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from ..data.datasets import DataSplits, ImageSet, load_dataset
 from ..errors import BadValueError
-from ..evaluation.calibration import metrics_from_terms, reliability_from_terms
+from ..evaluation.calibration import summarise_terms
 from ..evaluation.metrics import correction_rates, error_rate, worst_case_error, wrong_mask
 from ..runtime.distributed import all_gather_cat, all_gather_objects, current, shard_bounds
 from ..runtime.frozen import frozen_eval
@@ -307,9 +307,9 @@ CALIBRATION_BINS = 15  # Guo et al. 2017
 
 def _calibration(terms: Tensor) -> dict[str, Any]:
     """ECE, NLL, Brier, accuracy, mean confidence and the reliability bins of one example set."""
-    rel = reliability_from_terms(terms, bins=CALIBRATION_BINS)
+    metrics, rel = summarise_terms(terms, bins=CALIBRATION_BINS)
     return {
-        **metrics_from_terms(terms, bins=CALIBRATION_BINS),
+        **metrics,
         "reliability": {"bins": CALIBRATION_BINS, **{k: rel[k] for k in ("confidence", "accuracy", "count")}},
     }
 

@@ -30,17 +30,9 @@ __all__ = [
     "metrics_from_terms",
     "reliability_bins",
     "reliability_from_terms",
+    "summarise_terms",
     "reliability_diagram_png",
 ]
-
-
-def _check(logits: Tensor, labels: Tensor, bins: int) -> None:
-    if logits.dim() != 2 or logits.shape[0] == 0:
-        raise BadValueError(f"logits must be a non-empty (N, K) tensor, got {tuple(logits.shape)}")
-    if labels.shape != (logits.shape[0],):
-        raise BadValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}")
-    if bins < 1:
-        raise BadValueError(f"bins must be >= 1, got {bins}")
 
 
 def calibration_terms(logits: Tensor, labels: Tensor) -> Tensor:
@@ -51,7 +43,10 @@ def calibration_terms(logits: Tensor, labels: Tensor) -> Tensor:
     the whole set, so a streaming evaluation (the attack harness) keeps 4 numbers per image
     instead of K logits and gets exactly the scores of :func:`calibration_metrics` on the lot.
     """
-    _check(logits, labels, 1)
+    if logits.dim() != 2 or logits.shape[0] == 0:
+        raise BadValueError(f"logits must be a non-empty (N, K) tensor, got {tuple(logits.shape)}")
+    if labels.shape != (logits.shape[0],):
+        raise BadValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}")
     logits = logits.detach().double()
     labels = labels.to(logits.device).long()
     logp = F.log_softmax(logits, dim=1)  # (N, K)
@@ -85,8 +80,8 @@ def _bins_of(terms: Tensor, bins: int) -> dict[str, Any]:
     }
 
 
-def metrics_from_terms(terms: Tensor, *, bins: int = 15) -> dict[str, float]:
-    """:func:`calibration_metrics` from :func:`calibration_terms` (N, 4), e.g. concatenated batches."""
+def summarise_terms(terms: Tensor, *, bins: int = 15) -> tuple[dict[str, float], dict[str, Any]]:
+    """:func:`metrics_from_terms` and :func:`reliability_from_terms` at once (one binning)."""
     _check_terms(terms, bins)
     n = terms.shape[0]
     rel = _bins_of(terms, bins)
@@ -96,13 +91,19 @@ def metrics_from_terms(terms: Tensor, *, bins: int = 15) -> dict[str, float]:
         if c
     )
     mean = terms.mean(dim=0)  # (4,)
-    return {
+    metrics = {
         "ece": float(ece),
         "nll": float(mean[2]),
         "brier": float(mean[3]),
         "accuracy": float(mean[1]),
         "confidence": float(mean[0]),
     }
+    return metrics, rel
+
+
+def metrics_from_terms(terms: Tensor, *, bins: int = 15) -> dict[str, float]:
+    """:func:`calibration_metrics` from :func:`calibration_terms` (N, 4), e.g. concatenated batches."""
+    return summarise_terms(terms, bins=bins)[0]
 
 
 def reliability_from_terms(terms: Tensor, *, bins: int = 15) -> dict[str, Any]:
@@ -121,7 +122,6 @@ def reliability_bins(logits: Tensor, labels: Tensor, *, bins: int = 15) -> dict[
     Returns:
         ``{"edges": [bins + 1 floats], "confidence": [...], "accuracy": [...], "count": [...]}``.
     """
-    _check(logits, labels, bins)
     return reliability_from_terms(calibration_terms(logits, labels), bins=bins)
 
 
@@ -136,7 +136,6 @@ def calibration_metrics(logits: Tensor, labels: Tensor, *, bins: int = 15) -> di
     Returns:
         ``{"ece", "nll", "brier", "accuracy", "confidence"}``, plain floats.
     """
-    _check(logits, labels, bins)
     return metrics_from_terms(calibration_terms(logits, labels), bins=bins)
 
 

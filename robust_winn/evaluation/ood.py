@@ -28,7 +28,7 @@ from ..data.ood_sets import list_synthetic_sets
 from ..errors import BadValueError
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
-from .calibration import calibration_metrics, reliability_bins
+from .calibration import calibration_metrics, calibration_terms, summarise_terms
 from .ood_inputs import (
     OODModel,
     OODSpec,
@@ -119,13 +119,14 @@ def _score_model(
     log.info("%s: scoring %d in-distribution test images", name, len(run.test))
     sc, logits = score_images(m.model, run.test.images, **kw)
     per: dict[Score, dict[str, np.ndarray]] = {s: {IN_DIST: sc[s]} for s in internal}
-    calib = {"clean": calibration_metrics(logits, run.test.labels)}
+    clean, rel = summarise_terms(calibration_terms(logits, run.test.labels))
+    calib = {"clean": clean}
     info: dict[str, Any] = {
         "source": m.source,
         "method": m.meta.get("method"),
         "critic": m.critic_reason or "trained",
     }
-    info["reliability"] = {**reliability_bins(logits, run.test.labels), "ece": calib["clean"]["ece"]}
+    info["reliability"] = {**rel, "ece": clean["ece"]}
     if run.pseudo_negatives:
         x_neg, info["pseudo_negatives"] = synthesize_pseudo_negatives(
             m,
