@@ -254,6 +254,7 @@ def test_cli_help_explains_every_option() -> None:
     assert r.exit_code == 0, r.output
     for opt in (
         "--method",
+        "--preset",
         "--seeds",
         "--epochs",
         "--eps",
@@ -355,3 +356,40 @@ def test_gpu_script_smoke_runs_on_the_cpu(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["Error: epochs must be >= 1, got 0"]
+
+
+def test_budgets_differ_only_where_declared_and_keep_the_standard_eps() -> None:
+    """The cpu budget: fewer epochs and training steps, its cuts on the subset; the same eps and columns."""
+    full, cpu = DefencesSpec.from_budget("full"), DefencesSpec.from_budget("cpu")
+    assert full == DefencesSpec()  # the defaults are the full budget, declared once
+    assert cpu.budget == "cpu" and cpu.epochs < full.epochs and len(cpu.seeds) >= 2
+    assert cpu.adversarial.eps == full.adversarial.eps == 0.3
+    assert cpu.adversarial.steps * cpu.adversarial.step_size >= cpu.adversarial.eps  # can reach the rim
+    assert [a.name for a in cpu.ladder] == [a.name for a in full.ladder]
+    assert [a.name for a in cpu.ladder if not a.subset] == ["fgsm"]
+    assert DefencesSpec.from_budget("cpu", epochs=7, seeds=(5,)).epochs == 7
+    with pytest.raises(BadValueError, match="unknown budget 'gpu'; choose from full, cpu"):
+        DefencesSpec.from_budget("gpu")
+
+
+def test_cli_preset_reaches_the_record_and_options_override_it(tmp_path: Path) -> None:
+    (tmp_path / "nodata").mkdir()
+    base = ["reproduce", "defences", "--method", "pgd-at", "--data-dir", str(tmp_path / "nodata")]
+    base += ["--runs-root", str(tmp_path / "runs"), "--device", "cpu", "--no-progress"]
+    r = CliRunner().invoke(
+        main, [*base, "--preset", "cpu", "--out", str(tmp_path / "a")], catch_exceptions=False
+    )
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "a" / "defences.json").read_text())
+    cpu = DefencesSpec.from_budget("cpu")
+    assert meta["budget"] == "cpu" and meta["epochs"] == cpu.epochs and meta["seeds"] == list(cpu.seeds)
+    assert meta["training_attack"]["steps"] == cpu.adversarial.steps
+    assert [x["attack"] for x in meta["ladder"]][-1] == "square:queries=1000"
+    assert "Budget: cpu" in (tmp_path / "a" / "defences.md").read_text()
+    args = [*base, "--preset", "cpu", "--epochs", "3", "--seeds", "4", "--subset-size", "0"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "b" / "defences.json").read_text())
+    assert meta["epochs"] == 3 and meta["seeds"] == [4] and meta["subset_size"] is None
+    r = CliRunner().invoke(main, [*base, "--preset", "gpu", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and r.output.startswith("Error: Invalid value for '--preset'")

@@ -24,6 +24,7 @@ from ..experiments.ood import OOD_DATA_DIR, OOD_SETS, OODTableSpec
 from ..experiments.presets import (
     DATA_DIR,
     DEFENCES_ARCH,
+    DEFENCES_BUDGETS,
     DEFENCES_EPS,
     DEFENCES_SUBDIR,
     DEFENCES_SUBSET,
@@ -38,6 +39,7 @@ from ..experiments.presets import (
     TABLE3_ARCHS,
     TABLE3_DATASET,
     TABLE_BUDGET,
+    DefencesBudget,
 )
 from .common import (
     SEED,
@@ -179,6 +181,20 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     if not seeds:
         raise click.BadParameter("at least one seed")
     return seeds
+
+
+def _optional_seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    return None if value is None else _seeds(ctx, param, value)
+
+
+def _budget_text(b: DefencesBudget) -> str:
+    """A defence budget in a few words for --help."""
+    subset = ", ".join(name for name, _, on_subset in b.ladder if on_subset)
+    return (
+        f"seeds {b.seeds_text}, {b.epochs} epochs, training attack {b.train_steps} x "
+        f"{b.train_step_size:g}; {subset} on {b.subset_size:,} images: "
+        + ", ".join(f"{attack}" for _, attack, _ in b.ladder)
+    )
 
 
 def _rows(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple[str, str], ...]:
@@ -528,18 +544,32 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
     show_default=True,
     help="Methods (repeatable): cross-entropy baseline, WINN at the paper's alpha and at 10x it, "
     f"PGD adversarial training (Madry et al. 2018), TRADES (Zhang et al. 2019, beta "
-    f"{_TRAIN_ATTACK.trades_beta:g}) and WINN+AT; these three train against the MNIST "
-    f"standard attack (eps {_TRAIN_ATTACK.eps:g}, {_TRAIN_ATTACK.steps} steps of "
-    f"{_TRAIN_ATTACK.step_size:g}).",
+    f"{_TRAIN_ATTACK.trades_beta:g}) and WINN+AT; these three train against PGD at the MNIST "
+    f"standard eps {_TRAIN_ATTACK.eps:g}, its steps set by --preset.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(list(DEFENCES_BUDGETS)),
+    default="full",
+    show_default=True,
+    help="Budget: full = the issue's protocol ("
+    + _budget_text(DEFENCES_BUDGETS["full"])
+    + "; 35-70 h on 2 CPU cores, minutes on a GPU); cpu = what 2 cores do in about 2 h ("
+    + _budget_text(DEFENCES_BUDGETS["cpu"])
+    + "; the reasons for each cut: README). --seeds, --epochs and --subset-size override it.",
 )
 @click.option(
     "--seeds",
-    default=TABLE_BUDGET.seeds_text,
-    show_default=True,
-    callback=_seeds,
-    help="Comma-separated seeds; one run per method and seed, mean ± std over them.",
+    default=None,
+    callback=_optional_seeds,
+    help="Comma-separated seeds; one run per method and seed, mean ± std over them. [default: the preset's]",
 )
-@_EPOCHS
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Epochs per run, every method alike (paper/code: 200). [default: the preset's]",
+)
 @_SYNTH_MAX_STEPS
 @click.option(
     "--eps",
@@ -583,11 +613,10 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
 @click.option(
     "--subset-size",
     type=click.IntRange(min=0),
-    default=DEFENCES_SUBSET,
-    show_default=True,
-    help="APGD-CE, APGD-DLR and Square attack a fixed seeded subset of this many test images "
-    "(recorded in defences.json; the table marks those cells); FGSM and PGD see every "
-    "image. 0: every attack on every image.",
+    default=None,
+    help="The subset attacks (full: APGD-CE, APGD-DLR, Square; cpu: all but FGSM) see a fixed "
+    "seeded subset of this many test images (recorded in defences.json; the table marks those "
+    f"cells). 0: every attack on every image. [default: the preset's, {DEFENCES_SUBSET}]",
 )
 @click.option(
     "--limit-train",
@@ -609,15 +638,17 @@ def reproduce_defences_cmd(methods: tuple[str, ...], eps: tuple[float, ...], **k
     from ..experiments.defences import DefencesSpec, reproduce_defences
 
     setup_logging(False)
-    spec = DefencesSpec(
+    given = {k: kw[k] for k in ("seeds", "epochs", "subset_size") if kw[k] is not None}
+    if "subset_size" in given:
+        given["subset_size"] = given["subset_size"] or None
+    spec = DefencesSpec.from_budget(
+        kw["preset"],
+        **given,
         methods=methods,
-        seeds=kw["seeds"],
-        epochs=kw["epochs"],
         synth_max_steps=kw["synth_max_steps"],
         dataset=kw["dataset"],
         arch=kw["arch"],
         eps=eps,
-        subset_size=kw["subset_size"] or None,
         limit_train=kw["limit_train"],
         limit_test=kw["limit_test"],
         data_dir=kw["data_dir"],

@@ -5,7 +5,10 @@ et al. 2018), TRADES (Zhang et al. 2019) and WINN+AT are trained for several see
 dataset and architecture (MNIST vanilla CNN by default, any registered or user architecture),
 and each run's best-validation checkpoint is attacked at every eps (the paper's 0.125 and the
 MNIST standard 0.3) with the ladder of :data:`.presets.DEFENCES_LADDER`: FGSM, PGD-40 with
-restarts, APGD-CE, targeted APGD-DLR (APGD-T) and Square.
+restarts, APGD-CE, targeted APGD-DLR (APGD-T) and Square. That is the ``full`` budget; the ``cpu``
+budget of :data:`.presets.DEFENCES_BUDGETS` (:meth:`DefencesSpec.from_budget`) trains 2 epochs
+with a 10-step training attack and runs all but FGSM on the subset with lighter APGD-T and Square,
+the cuts and their reasons stated there.
 
 FGSM and PGD see every test image. APGD-CE, APGD-DLR and Square (the 100-step and the
 gradient-free attacks) see a fixed subset of ``subset_size`` test images when one is set (issue
@@ -60,10 +63,9 @@ from .presets import (
     ATTACK_BATCH_SIZE,
     DATA_DIR,
     DEFENCES_ARCH,
+    DEFENCES_BUDGETS,
     DEFENCES_EPS,
-    DEFENCES_LADDER,
     DEFENCES_SUBDIR,
-    DEFENCES_SUBSET,
     DEFENCES_SUBSET_SEED,
     MNIST_STANDARD_EPS,
     RESULTS_DIR,
@@ -152,7 +154,8 @@ class LadderAttack:
     subset: bool = False
 
 
-DEFAULT_LADDER: tuple[LadderAttack, ...] = tuple(LadderAttack(*rung) for rung in DEFENCES_LADDER)
+_FULL = DEFENCES_BUDGETS["full"]
+DEFAULT_LADDER: tuple[LadderAttack, ...] = tuple(LadderAttack(*rung) for rung in _FULL.ladder)
 
 # Published MNIST L-inf eps 0.3 results (accuracy in %, full test set, AutoAttack standard), from
 # the AutoAttack leaderboard (Croce & Hein 2020, github.com/fra31/auto-attack README, "MNIST -
@@ -193,14 +196,14 @@ class DefencesSpec:
     """
 
     methods: Sequence[str] = tuple(m.name for m in DEFENCE_METHODS)
-    seeds: Sequence[int] = TABLE_BUDGET.seeds
-    epochs: int = TABLE_BUDGET.epochs  # paper/code: 200 (CPU budget, README "Budgets")
+    seeds: Sequence[int] = _FULL.seeds
+    epochs: int = _FULL.epochs  # paper/code: 200 (CPU budget, README "Budgets")
     synth_max_steps: int = TABLE_BUDGET.synth_max_steps  # code: 2000
     dataset: str = TABLE3_DATASET
     arch: str = DEFENCES_ARCH  # a registered model or 'pkg.module:factory'
     eps: Sequence[float] = DEFENCES_EPS  # L-inf radii in [0, 1] pixel units
     ladder: Sequence[LadderAttack] = DEFAULT_LADDER
-    subset_size: int | None = DEFENCES_SUBSET
+    subset_size: int | None = _FULL.subset_size
     limit_train: int | None = None  # smoke runs
     limit_test: int | None = None  # smoke runs: the first N test images
     batch_size: int = ATTACK_BATCH_SIZE
@@ -211,6 +214,27 @@ class DefencesSpec:
     progress: bool = True
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     extra: dict[str, Any] = field(default_factory=dict)
+    budget: str = "full"  # the name of the :data:`.presets.DEFENCES_BUDGETS` entry, recorded
+
+    @classmethod
+    def from_budget(cls, name: str, **overrides: Any) -> DefencesSpec:
+        """The spec of a named budget (``full``, ``cpu``); ``overrides`` replace single fields.
+
+        Raises:
+            BadValueError: an unknown budget name.
+        """
+        if name not in DEFENCES_BUDGETS:
+            raise BadValueError(f"unknown budget {name!r}; choose from {', '.join(DEFENCES_BUDGETS)}")
+        b = DEFENCES_BUDGETS[name]
+        fields: dict[str, Any] = {
+            "seeds": b.seeds,
+            "epochs": b.epochs,
+            "ladder": tuple(LadderAttack(*rung) for rung in b.ladder),
+            "subset_size": b.subset_size,
+            "adversarial": AdversarialConfig(steps=b.train_steps, step_size=b.train_step_size),
+            "budget": name,
+        }
+        return cls(**(fields | overrides))
 
 
 def _method(name: str) -> DefenceMethod:
@@ -545,6 +569,7 @@ def reproduce_defences(
     )
     meta = {
         **run_header(command, resolve_device(spec.device)),
+        "budget": spec.budget,
         "seeds": list(spec.seeds),
         "epochs": spec.epochs,
         "synth_max_steps": spec.synth_max_steps,
@@ -592,7 +617,8 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, meta: dict[str, Any], out: Pat
         "# WINN against the standard defences: test error (%) under the attack ladder",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Seeds: {meta['seeds']}; epochs: {meta['epochs']}; synthesis cap {meta['synth_max_steps']}; "
+        f"Budget: {meta['budget']}; seeds: {meta['seeds']}; epochs: {meta['epochs']}; "
+        f"synthesis cap {meta['synth_max_steps']}; "
         f"training attack of pgd-at/trades/winn-at: {meta['training_attack']}; test images: "
         f"{meta['n_test'] or '-'}; subset († cells): "
         f"{meta['subset_size'] or 'none (every attack on every image)'} (seed {meta['subset_seed']}); "
