@@ -181,7 +181,8 @@ def test_identical_table2_runs_are_reused(table: tuple[Path, pd.DataFrame], tmp_
         out_dir=tmp_path / "res",
         command="t",
     )
-    assert not (tmp_path / "runs" / "defences").exists()
+    # no run of our own was trained: only the attack rows were kept beside the runs
+    assert [f.name for f in (tmp_path / "runs" / "defences").iterdir()] == ["attacks"]
     assert (shared / "checkpoint-last.pt").stat().st_mtime_ns == before
     seeds = pd.read_csv(tmp_path / "res" / "defences-seeds.csv")
     assert set(seeds.run) == {str(shared)}
@@ -393,3 +394,31 @@ def test_cli_preset_reaches_the_record_and_options_override_it(tmp_path: Path) -
     assert meta["epochs"] == 3 and meta["seeds"] == [4] and meta["subset_size"] is None
     r = CliRunner().invoke(main, [*base, "--preset", "gpu", "--out", str(tmp_path / "c")])
     assert r.exit_code == 2 and r.output.startswith("Error: Invalid value for '--preset'")
+
+
+def test_attack_rows_are_reused_only_while_their_key_matches(
+    table: tuple[Path, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second command with the same settings attacks nothing and writes the same table; other eps attack."""
+    import robust_winn.experiments.defences as defences
+
+    root, first = table
+    calls: list[str] = []
+    real = defences.evaluate
+    monkeypatch.setattr(defences, "evaluate", lambda *a, **k: calls.append("x") or real(*a, **k))
+    again = reproduce_defences(
+        _spec(root), out_dir=tmp_path / "res", command="robust-winn reproduce defences"
+    )
+    assert calls == []
+    pd.testing.assert_frame_equal(again, first)
+    meta = json.loads((tmp_path / "res" / "defences.json").read_text())
+    assert len(meta["attacks_reused"]) == 4  # 2 methods x 2 seeds
+    cached = sorted((root / "runs" / "defences" / "attacks").glob("*.json"))
+    assert len(cached) == 4
+    reproduce_defences(_spec(root, eps=(0.1,)), out_dir=tmp_path / "other", command="x")
+    assert len(calls) == 8  # every checkpoint again, full set and subset
+    assert len(list(cached[0].parent.glob("*.json"))) == 8  # both settings kept
+    cached[0].write_text("{not json")  # a broken file is recomputed, not trusted
+    third = reproduce_defences(_spec(root), out_dir=tmp_path / "third", command="x")
+    assert len(calls) == 10
+    pd.testing.assert_frame_equal(third, first)

@@ -23,7 +23,9 @@ Runs live under ``runs_root/defences/<dataset>-<arch>-<method>-s<seed>`` and are
 resumed) by :func:`.table2.train_or_reuse`. Baseline and WINN at alpha 0.01 are Table 2's runs
 (``runs_root/table2``) and WINN at alpha 0.1 the ablation's (``runs_root/ablations/alpha0.1``)
 when those exist, finished, with the same configuration and device type; such a run is read,
-never resumed or changed.
+never resumed or changed. Each checkpoint's ladder rows are kept in ``runs_root/defences/attacks``
+under a key of everything they depend on (checkpoint digest, eps, ladder, subset, seed, device,
+torch and its threads), so a later command that adds seeds or methods attacks only what is new.
 
 Rows are per method and eps: mean ± sample std over seeds of clean error, each attack's error
 and the worst case, and per method the training wall time and passes (the records' ``cost``).
@@ -35,6 +37,7 @@ would drop or mark "not run here" is refused unless ``replace_measured``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -53,6 +56,7 @@ from ..config import AdversarialConfig, Method, SynthesisConfig, TrainConfig
 from ..data.datasets import DataSplits, load_dataset
 from ..errors import BadValueError, UserError
 from ..evaluation.metrics import worst_case_error
+from ..runtime.atomic import write_files_atomically
 from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
@@ -96,6 +100,7 @@ __all__ = [
     "reproduce_defences",
 ]
 
+ATTACKS_SUBDIR = "attacks"  # runs_root/defences/attacks: each checkpoint's ladder rows, by key
 DEFENCES_KEY = ("dataset", "arch", "method", "eps")  # the columns that name a row of defences.json
 OURS = "ours"
 ANCHOR = "anchor (not ours)"  # the source and status of a published row
@@ -417,6 +422,65 @@ def _attack_run(
     return rows, warnings
 
 
+def _attack_key(
+    spec: DefencesSpec,
+    folder: Path,
+    subset: Tensor | None,
+    eps: list[float],
+    ladder: list[LadderAttack],
+    seed: int,
+    n_test: int,
+) -> dict[str, Any]:
+    """Everything one checkpoint's ladder rows depend on: equal keys give equal rows."""
+    return {
+        "checkpoint_sha256": hashlib.sha256((folder / "checkpoint-best.pt").read_bytes()).hexdigest(),
+        "dataset": spec.dataset,
+        "n_test": n_test,
+        "eps": eps,
+        "ladder": [asdict(a) for a in ladder],
+        "subset": None if subset is None else subset.tolist(),
+        "batch_size": spec.batch_size,
+        "seed": seed,
+        "device": resolve_device(spec.device).type,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _attack_cached(
+    spec: DefencesSpec,
+    folder: Path,
+    data: DataSplits,
+    subset: Tensor | None,
+    eps: list[float],
+    ladder: list[LadderAttack],
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[str], bool]:
+    """:func:`_attack_run`, or its rows saved by an earlier command with the same key; True if reused.
+
+    The rows are kept in ``runs_root/defences/attacks/<folder's parent>-<folder>-<key digest>.json``
+    (never in the run folder: Table 2's runs are read, not changed), so adding a seed or a method
+    attacks only the new checkpoints, and other eps or ladders keep files of their own. A file that
+    does not parse or holds another key is recomputed.
+    """
+    key = _attack_key(spec, folder, subset, eps, ladder, seed, len(data.test))
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache = Path(spec.runs_root) / DEFENCES_SUBDIR / ATTACKS_SUBDIR
+    path = cache / f"{folder.parent.name}-{folder.name}-{digest}.json"
+    try:
+        saved = json.loads(path.read_text())
+        if saved["key"] == key:
+            log.info("reusing the attack results of %s (%s)", folder, path)
+            return saved["rows"], saved["warnings"], True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    rows, warnings = _attack_run(spec, folder, data, subset, eps, ladder, seed)
+    saved = {"key": key, "rows": rows, "warnings": warnings}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_files_atomically({path: json.dumps(saved, indent=1)})
+    return rows, warnings, False
+
+
 def _cost(rec: Mapping[str, Any]) -> dict[str, float]:
     """Training wall time (min) and passes of one run, from its record."""
     cost = rec.get("cost", {})
@@ -523,6 +587,7 @@ def reproduce_defences(
                 runs[(m.name, seed)] = _train(spec, m, seed, command or "")
     per_seed: list[dict[str, Any]] = []
     warnings: list[str] = []
+    attacks_reused: list[str] = []
     subset: Tensor | None = None
     n_test = None
     if status == MEASURED:
@@ -533,7 +598,8 @@ def reproduce_defences(
             for seed in spec.seeds:
                 folder, rec = runs[(m.name, seed)]
                 log.info("attacking %s", folder)
-                rows, w = _attack_run(spec, folder, data, subset, eps, ladder, seed)
+                rows, w, reused = _attack_cached(spec, folder, data, subset, eps, ladder, seed)
+                attacks_reused += [str(folder)] if reused else []
                 warnings += [f"{m.name} seed {seed}: {x}" for x in w]
                 cost = _cost(rec)
                 per_seed += [{"method": m.name, "seed": seed, "run": str(folder), **r, **cost} for r in rows]
@@ -583,6 +649,7 @@ def reproduce_defences(
         "subset_seed": DEFENCES_SUBSET_SEED,
         "subset_indices": None if subset is None else subset.tolist(),
         "training_attack": asdict(spec.adversarial),
+        "attacks_reused": attacks_reused,  # runs whose ladder rows an earlier command computed
         "train_wall_time_s": sum(r["wall_time_s"] for _, r in runs.values()),
         "wall_time_s": time.perf_counter() - t0,
         "warnings": warnings,
