@@ -363,7 +363,7 @@ def test_budgets_differ_only_where_declared_and_keep_the_standard_eps() -> None:
     """The cpu budget: fewer epochs and training steps, its cuts on the subset; the same eps and columns."""
     full, cpu = DefencesSpec.from_budget("full"), DefencesSpec.from_budget("cpu")
     assert full == DefencesSpec()  # the defaults are the full budget, declared once
-    assert cpu.budget == "cpu" and cpu.epochs < full.epochs and len(cpu.seeds) >= 2
+    assert cpu.budget == "cpu" and cpu.epochs < full.epochs and len(cpu.seeds) >= 3  # the issue: >= 3 seeds
     assert cpu.adversarial.eps == full.adversarial.eps == 0.3
     assert cpu.adversarial.steps * cpu.adversarial.step_size >= cpu.adversarial.eps  # can reach the rim
     assert [a.name for a in cpu.ladder] == [a.name for a in full.ladder]

@@ -554,7 +554,7 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
     show_default=True,
     help="Budget: full = the issue's protocol ("
     + _budget_text(DEFENCES_BUDGETS["full"])
-    + "; 35-70 h on 2 CPU cores, minutes on a GPU); cpu = what 2 cores do in about 2 h ("
+    + "; 35-70 h on 2 CPU cores, minutes on a GPU); cpu = what 2 cores do in about 3 h ("
     + _budget_text(DEFENCES_BUDGETS["cpu"])
     + "; the reasons for each cut: README). --seeds, --epochs and --subset-size override it.",
 )

@@ -126,7 +126,7 @@ class DefencesBudget:
 
 _STANDARD = AdversarialConfig()
 # full: the protocol (15 epochs of PGD-40 training; FGSM and PGD-40 x 5 on every test
-# image), 35-70 h on 2 CPU cores. cpu: what 2 cores do in about 2 h, each cut chosen where it
+# image), 35-70 h on 2 CPU cores. cpu: what 2 cores do in about 3 h (3 seeds), each cut chosen where it
 # moves the verdict least (README "WINN against the standard defences"):
 # - 2 epochs for every method alike (900 steps of 50 + 50 images): a pilot PGD-AT run on 15,000
 #   images reached 4.4% clean error in 450 steps, so 900 steps train a usable defence; WINN and the
@@ -155,7 +155,7 @@ DEFENCES_BUDGETS: dict[str, DefencesBudget] = {
     ),
     "cpu": DefencesBudget(
         epochs=2,
-        seeds=(0, 1),
+        seeds=TABLE_BUDGET.seeds,
         train_steps=10,
         train_step_size=0.04,
         ladder=DEFENCES_CPU_LADDER,
