@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_overrides, tiny_synthesis
 
+from robust_winn.experiments import ablations
 from robust_winn.experiments.ablations import AblationSpec, Variant, run_ablations
 from robust_winn.experiments.effect_map import run_effect_map
 from robust_winn.experiments.table2 import GridSpec, reproduce_table2
@@ -118,7 +119,7 @@ def test_table2_cli_trains_the_sample_rows(tmp_path: Path, cli):
     assert (tmp_path / "runs" / "sample-vanilla-winn-s0" / "checkpoint-last.pt").stat().st_mtime_ns == mtime
 
 
-def test_ablations_share_baselines_and_tabulate(tmp_path: Path):
+def test_ablations_share_baselines_and_tabulate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     variants = [
         Variant("tiny", epochs=1, synth_max_steps=2),
         Variant("tiny-alpha", alpha=0.5, epochs=1, synth_max_steps=2),
@@ -142,7 +143,7 @@ def test_ablations_share_baselines_and_tabulate(tmp_path: Path):
     # both variants are paired with the very same baseline run (same seed and epochs)
     assert (df.groupby("attack").baseline_adv_error_mean.nunique() == 1).all()
     runs = tmp_path / "runs" / "ablations"
-    assert sorted(p.name for p in runs.iterdir()) == ["baseline-e1", "tiny", "tiny-alpha"]
+    assert sorted(p.name for p in runs.iterdir()) == ["attacks", "baseline-e1", "tiny", "tiny-alpha"]
     rec = json.loads((runs / "tiny-alpha" / "sample-vanilla-winn-s0" / "record.json").read_text())
     assert rec["config"]["alpha"] == 0.5
     tiny = json.loads((runs / "tiny" / "sample-vanilla-winn-s0" / "record.json").read_text())
@@ -162,3 +163,14 @@ def test_ablations_share_baselines_and_tabulate(tmp_path: Path):
     assert "effect map" in (res / "effect-map.md").read_text().lower()
     assert len(json.loads((res / "effect-map.json").read_text())["rows"]) == 3
     assert json.loads((res / "ablations.json").read_text())["stem"] == "ablations"  # left alone
+
+    # every pair's attacks were kept: running the map again attacks nothing and gives the same table
+    saved = sorted(p.name for p in (runs / "attacks").iterdir())
+    assert len(saved) == 5 and sum(n.startswith("tiny-alpha-s0-") for n in saved) == 2  # 2 attack lists
+
+    def no_attack(*args: object, **kwargs: object) -> None:
+        raise AssertionError("attacked a pair whose results were saved")
+
+    monkeypatch.setattr(ablations, "evaluate", no_attack)
+    again = run_effect_map(spec, out_dir=tmp_path / "res2", command="test")
+    pd.testing.assert_frame_equal(again, emap)

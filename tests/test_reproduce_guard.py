@@ -435,3 +435,13 @@ def test_table_attack_lists_are_checked_before_any_work(tmp_path: Path, attacks:
     with pytest.raises(BadValueError, match="give each attack once"):
         run_ablations(spec, out_dir=tmp_path / "out", command="t")
     assert not runs.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["attacks", "baseline-e15"])
+def test_ablations_refuse_a_variant_named_like_a_shared_folder(tmp_path: Path, name: str) -> None:
+    """runs/ablations/attacks holds saved attack results and baseline-e<N> the shared baselines."""
+    variants = [Variant(name, epochs=1)]
+    spec = AblationSpec(variants=variants, seeds=(0,), dataset="sample", runs_dir=str(tmp_path))
+    with pytest.raises(BadValueError, match=f"variant name '{name}' is reserved"):
+        run_ablations(spec, out_dir=tmp_path / "results", command="t")
+    assert not any(tmp_path.iterdir())

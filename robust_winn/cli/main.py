@@ -456,7 +456,8 @@ def _grid_options(choices: tuple[Variant, ...], default: tuple[Variant, ...], wh
             default=RUNS_ROOT,
             show_default=True,
             help="Runs root: ROOT/table2 (shared with Tables 2-3) and ROOT/ablations/<variant> "
-            "(shared by the ablations and the effect map).",
+            "(shared by the ablations and the effect map); each pair's attack results are kept in "
+            "ROOT/ablations/attacks, so an interrupted or extended grid attacks only new pairs.",
         ),
         click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Table folder."),
         _DEVICE,

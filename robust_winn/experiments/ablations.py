@@ -26,13 +26,14 @@ import pandas as pd
 from ..attacks.harness import evaluate
 from ..attacks.registry import check_eps, parse_attack
 from ..config import Method, SynthesisConfig, TrainConfig
-from ..data.datasets import load_dataset
+from ..data.datasets import DataSplits, load_dataset
 from ..errors import BadValueError
 from ..runtime.atomic import write_files_atomically
 from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
+from .attack_cache import cached, checkpoint_sha256, runtime_key
 from .presets import DATA_DIR, MNIST_EPS, RUNS_ROOT, TABLE3_ATTACKS, TABLE3_DATASET, TABLE_BUDGET
 from .table2 import MEASURED, check_measured_kept, mean_std, train_or_reuse
 from .tables34 import seed_numbers
@@ -143,6 +144,43 @@ def _config(spec: AblationSpec, v: Variant, method: Method, seed: int) -> TrainC
     return replace(cfg, **spec.extra)
 
 
+ATTACKS_SUBDIR = "attacks"  # runs_dir/ablations/attacks: each (variant, seed) pair's harness record
+
+
+def _evaluate_cached(
+    spec: AblationSpec,
+    v: Variant,
+    seed: int,
+    checkpoints: dict[str, Path],
+    data: DataSplits,
+    attacks: list[str],
+    eps: float,
+) -> dict[str, Any]:
+    """The harness record of one seed's baseline and WINN, or the one an earlier command saved.
+
+    Kept in ``runs_dir/ablations/attacks/<variant>-s<seed>-<key digest>.json``
+    (:func:`.attack_cache.cached`), keyed by both checkpoints' digests, the attacks, eps, seed,
+    test set and machine, so a grid finished over several commands attacks each pair once.
+    """
+    key = {
+        "checkpoints_sha256": {name: checkpoint_sha256(path) for name, path in checkpoints.items()},
+        "dataset": spec.dataset,
+        "n_test": len(data.test),
+        "attacks": attacks,
+        "eps": eps,
+        "seed": seed,
+        **runtime_key(spec.device),
+    }
+
+    def attack() -> dict[str, Any]:
+        dev = resolve_device(spec.device)
+        models = {name: load_classifier(path, dev)[0] for name, path in checkpoints.items()}
+        return {"record": evaluate(models, dataset=data, attacks=attacks, eps=[eps], device=dev, seed=seed)}
+
+    folder = Path(spec.runs_dir) / "ablations" / ATTACKS_SUBDIR
+    return cached(folder, f"{v.name}-s{seed}", key, attack)[0]["record"]
+
+
 def run_ablations(
     spec: AblationSpec,
     *,
@@ -164,7 +202,8 @@ def run_ablations(
         title: the Markdown table's heading.
 
     Raises:
-        UnknownNameError, BadValueError: a bad attack or eps (before any work).
+        UnknownNameError, BadValueError: a bad attack or eps, or a variant named like a shared
+            folder (``attacks``, ``baseline-e<N>``), before any work.
         RunDirError: ``out_dir`` not writable, or measured rows would be dropped (checked
             before any training), or a run folder holds another configuration.
         DataUnavailableError: the dataset's files are missing.
@@ -177,6 +216,11 @@ def run_ablations(
     eps = check_eps(spec.eps)
     if not spec.variants or not spec.seeds:
         raise BadValueError("ablations need at least one variant and one seed")
+    reserved = [v.name for v in spec.variants if v.name == ATTACKS_SUBDIR or v.name.startswith("baseline-e")]
+    if reserved:
+        raise BadValueError(
+            f"variant name {reserved[0]!r} is reserved for a folder of shared runs or results"
+        )
     out = check_writable(out_dir, "--out")
     planned = {(v.name, a): MEASURED for v in spec.variants for a in attacks}
     check_measured_kept(out, stem, ABLATIONS_KEY, planned, replace_measured=replace_measured)
@@ -186,13 +230,13 @@ def run_ablations(
         nums: dict[str, list[dict[str, Any]]] = {a: [] for a in attacks}
         train_s = 0.0
         for seed in spec.seeds:
-            models = {}
+            checkpoints = {}
             for method in (Method.BASELINE, Method.WINN):
                 cfg = _config(spec, v, method, seed)
                 rec = train_or_reuse(cfg, command)
                 train_s += rec["wall_time_s"] if method is Method.WINN else 0.0
-                models[method.value], _ = load_classifier(Path(cfg.out) / "checkpoint-best.pt", dev)
-            record = evaluate(models, dataset=data, attacks=attacks, eps=[eps], device=dev, seed=seed)
+                checkpoints[method.value] = Path(cfg.out) / "checkpoint-best.pt"
+            record = _evaluate_cached(spec, v, seed, checkpoints, data, attacks, eps)
             warnings += [f"{v.name} seed {seed}: {w}" for w in record["warnings"]]
             for a in attacks:
                 n = {"seed": seed, **seed_numbers(record, a)}

@@ -37,7 +37,6 @@ would drop or mark "not run here" is refused unless ``replace_measured``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -56,12 +55,12 @@ from ..config import AdversarialConfig, Method, SynthesisConfig, TrainConfig
 from ..data.datasets import DataSplits, load_dataset
 from ..errors import BadValueError, UserError
 from ..evaluation.metrics import worst_case_error
-from ..runtime.atomic import write_files_atomically
 from ..runtime.checkpoint import load_classifier
 from ..runtime.device import resolve_device
 from ..runtime.header import run_header
 from ..runtime.rundir import check_writable
 from .ablations import DEFAULT_VARIANTS
+from .attack_cache import cached, checkpoint_sha256, runtime_key
 from .defences_report import write_defences
 from .presets import (
     ATTACK_BATCH_SIZE,
@@ -433,7 +432,7 @@ def _attack_key(
 ) -> dict[str, Any]:
     """Everything one checkpoint's ladder rows depend on: equal keys give equal rows."""
     return {
-        "checkpoint_sha256": hashlib.sha256((folder / "checkpoint-best.pt").read_bytes()).hexdigest(),
+        "checkpoint_sha256": checkpoint_sha256(folder / "checkpoint-best.pt"),
         "dataset": spec.dataset,
         "n_test": n_test,
         "eps": eps,
@@ -441,9 +440,7 @@ def _attack_key(
         "subset": None if subset is None else subset.tolist(),
         "batch_size": spec.batch_size,
         "seed": seed,
-        "device": resolve_device(spec.device).type,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        **runtime_key(spec.device),
     }
 
 
@@ -459,26 +456,22 @@ def _attack_cached(
     """:func:`_attack_run`, or its rows saved by an earlier command with the same key; True if reused.
 
     The rows are kept in ``runs_root/defences/attacks/<folder's parent>-<folder>-<key digest>.json``
-    (never in the run folder: Table 2's runs are read, not changed), so adding a seed or a method
-    attacks only the new checkpoints, and other eps or ladders keep files of their own. A file that
-    does not parse or holds another key is recomputed.
+    (:func:`.attack_cache.cached`; never in the run folder: Table 2's runs are read, not
+    changed), so adding a seed or a method attacks only the new checkpoints, and other eps or
+    ladders keep files of their own.
     """
-    key = _attack_key(spec, folder, subset, eps, ladder, seed, len(data.test))
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    cache = Path(spec.runs_root) / DEFENCES_SUBDIR / ATTACKS_SUBDIR
-    path = cache / f"{folder.parent.name}-{folder.name}-{digest}.json"
-    try:
-        saved = json.loads(path.read_text())
-        if saved["key"] == key:
-            log.info("reusing the attack results of %s (%s)", folder, path)
-            return saved["rows"], saved["warnings"], True
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    rows, warnings = _attack_run(spec, folder, data, subset, eps, ladder, seed)
-    saved = {"key": key, "rows": rows, "warnings": warnings}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_files_atomically({path: json.dumps(saved, indent=1)})
-    return rows, warnings, False
+
+    def attack() -> dict[str, Any]:
+        rows, warnings = _attack_run(spec, folder, data, subset, eps, ladder, seed)
+        return {"rows": rows, "warnings": warnings}
+
+    saved, reused = cached(
+        Path(spec.runs_root) / DEFENCES_SUBDIR / ATTACKS_SUBDIR,
+        f"{folder.parent.name}-{folder.name}",
+        _attack_key(spec, folder, subset, eps, ladder, seed, len(data.test)),
+        attack,
+    )
+    return saved["rows"], saved["warnings"], reused
 
 
 def _cost(rec: Mapping[str, Any]) -> dict[str, float]:
