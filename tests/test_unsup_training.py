@@ -11,8 +11,9 @@ from textures import texture_image
 
 from robust_winn.data.positives import ImageTensorSource, TextureCrops, load_positives, read_image
 from robust_winn.runtime.checkpoint import load_checkpoint
-from robust_winn.synthesis.ascent import AscentSampler
+from robust_winn.synthesis.ascent import AscentSampler, critic_fn
 from robust_winn.synthesis.cascade import build_critic, generate, load_chain
+from robust_winn.training.unsup_config import TauFrom
 from robust_winn.training.unsupervised import Preset, UnsupConfig, train_unsupervised
 
 BRICK = texture_image()
@@ -122,6 +123,45 @@ def test_cpu_preset_validates_builds_its_critic_and_leaves_paper_alone():
     same = ("image_size", "batch_size", "lr", "beta1", "beta2", "gp_lambda", "init", "synth_batch")
     assert all(getattr(c, k) == getattr(p, k) for k in same)  # the paper's except the budgets and width
     assert UnsupConfig.from_dict(c.to_dict()) == c
+
+
+def _tau_runs(tmp_path: Path, tau_from: str) -> list[tuple[float, float, float, float]]:
+    """A tiny run; per synthesis call: (tau_min, tau_max) given, and min / max of the f+ batch
+    means of that iteration's positives under the critic synthesis runs on."""
+    draws, seen = [], []
+    orig_draw, orig_synth = TextureCrops.draw, AscentSampler.synthesize
+
+    def draw(self, n, *, generator):
+        draws.append(orig_draw(self, n, generator=generator))
+        return draws[-1]
+
+    def synth(self, model, x0, **kw):
+        with torch.no_grad():
+            means = [float(critic_fn(model)(b).mean()) for b in draws[-1].split(10)]  # batch_size 10
+        seen.append((kw["tau_min"], kw["tau_max"], min(means), max(means)))
+        return orig_synth(self, model, x0, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TextureCrops, "draw", draw)
+        mp.setattr(AscentSampler, "synthesize", synth)
+        train_unsupervised(tiny(tmp_path / tau_from, tau_from=tau_from))
+    return seen
+
+
+def test_tau_from_final_takes_the_range_under_the_final_critic(tmp_path: Path) -> None:
+    """--tau-from final: [tau_min, tau_max] are the f+ batch means under the critic that
+    synthesises; the code's default records them between updates, so its range differs."""
+    assert UnsupConfig().tau_from is TauFrom.TRAINING  # the paper preset keeps the code's rule
+    final = _tau_runs(tmp_path, "final")
+    assert len(final) == 4
+    for lo, hi, f_lo, f_hi in final:
+        assert (lo, hi) == pytest.approx((f_lo, f_hi), rel=1e-6, abs=1e-6)
+    training = _tau_runs(tmp_path, "training")
+    assert any((lo, hi) != pytest.approx((f_lo, f_hi), rel=1e-3) for lo, hi, f_lo, f_hi in training)
+    cfg = tiny(tmp_path, tau_from="final")
+    assert UnsupConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["tau_from"] == "final"
+    old = {k: v for k, v in cfg.to_dict().items() if k != "tau_from"}  # a run from before the knob
+    assert UnsupConfig.from_dict(old).tau_from is TauFrom.TRAINING
 
 
 def test_run_writes_checkpoint_record_and_resume_is_exact(tmp_path: Path, full: dict):

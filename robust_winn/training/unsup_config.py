@@ -18,7 +18,7 @@ from ..config import MAX_SEED, check_fields, knob
 from ..data.positives import PositiveSource, UnsupDataset, load_positives
 from ..models.appd import InitKind
 
-__all__ = ["PositivesConfig", "Preset", "UnsupConfig"]
+__all__ = ["PositivesConfig", "Preset", "TauFrom", "UnsupConfig"]
 
 
 class Preset(str, Enum):
@@ -27,6 +27,13 @@ class Preset(str, Enum):
     PAPER = "paper"  # the released code's budgets (REFERENCE §3.6)
     QUICK = "quick"  # minutes on a CPU: a smoke run, not a result
     CPU = "cpu"  # textures on 2 CPU cores (issue 15): ours, chosen by texture SWD vs wall time
+
+
+class TauFrom(str, Enum):
+    """Where an iteration's synthesis threshold range [tau_min, tau_max] comes from (REFERENCE §3.6)."""
+
+    TRAINING = "training"  # f+ batch means, each right after its update, in the last pass (code)
+    FINAL = "final"  # f+ batch means of the same positives under the critic after its last update
 
 
 _DATASETS = tuple(d.value for d in UnsupDataset)
@@ -145,6 +152,15 @@ class UnsupConfig(PositivesConfig):
             presets={"quick": 100, "cpu": 200},
         ),
     )
+    tau_from: TauFrom = field(
+        default=TauFrom.TRAINING,
+        metadata=knob(
+            "Synthesis threshold range: training = min/max of the f+ batch means recorded after "
+            "each update of the last pass (released code); final = min/max of the same batches' "
+            "f+ means under the critic after its last update (ours: with few updates per "
+            "iteration the critic's free offset drifts between them and widens the range)."
+        ),
+    )
     synth_batch: int = field(
         default=100, metadata=knob("Images per synthesis batch (own tau, fresh Adam).", low=1, cli=False)
     )
@@ -214,6 +230,7 @@ class UnsupConfig(PositivesConfig):
         """JSON- and weights_only-safe dict."""
         d = asdict(self)
         d["init"] = InitKind(self.init).value
+        d["tau_from"] = TauFrom(self.tau_from).value
         return d
 
     @classmethod
@@ -222,4 +239,5 @@ class UnsupConfig(PositivesConfig):
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["init"] = InitKind(kw.get("init", InitKind.APPD.value))
+        kw["tau_from"] = TauFrom(kw.get("tau_from", TauFrom.TRAINING.value))  # older runs: the code's
         return cls(**kw)

@@ -45,7 +45,7 @@ from ..synthesis import NegativePool
 from ..synthesis.ascent import AscentSampler, critic_fn
 from ..synthesis.cascade import METHOD, build_critic
 from .loop import NonFiniteLossError, train_in_one_process
-from .unsup_config import Preset, UnsupConfig
+from .unsup_config import Preset, TauFrom, UnsupConfig
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,7 @@ class UnsupervisedTrainer:
         neg = self.pool.sample(torch.zeros(n_pos, dtype=torch.long), generator=self.gen)
         self.model.train()
         f_min, f_max = float("inf"), float("-inf")
+        final = TauFrom(cfg.tau_from) is TauFrom.FINAL
         sums, steps = {"loss": 0.0, "wasserstein": 0.0, "gp": 0.0}, 0
         for p in range(cfg.k_passes):
             last = p == cfg.k_passes - 1
@@ -266,9 +267,14 @@ class UnsupervisedTrainer:
                 sums["loss"] += loss.item()
                 sums["wasserstein"] += float(w.detach())
                 sums["gp"] += float(gp.detach())
-                if last:  # f+ batch mean after the update (REFERENCE §3.6 step 3)
+                if last and not final:  # f+ mean after the update (§3.6 step 3)
                     with torch.no_grad():
                         fp = float(self.f(xp).mean())
+                    f_min, f_max = min(f_min, fp), max(f_max, fp)
+        if final:  # the last pass's batches, under the final critic
+            with torch.no_grad():
+                for b in range(0, n_pos, cfg.batch_size):
+                    fp = float(self.f(pos[b : b + cfg.batch_size].to(dev)).mean())
                     f_min, f_max = min(f_min, fp), max(f_max, fp)
         return {
             "n_pos": float(n_pos),
