@@ -11,7 +11,8 @@ At the end it grows a 256x256 texture with any-size synthesis and measures it th
 
 Writes into OUT/<name>/ (default results/textures/<name>/):
 
-- source-256.png   the photo's centre crop at the any-size side (the photo itself is larger);
+- source-256.png   the photo's centre crop at the any-size side (the photo itself is larger), of
+                   the photo scaled as the run scaled it (`--texture-size`, e.g. the cpu preset's);
 - samples-64.png   the last cascade's 64 samples (8x8 grid);
 - anysize-256.png  the any-size synthesis;
 - swd.json         both SWDs with brackets and position, the curve, every command with its wall
@@ -44,6 +45,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from robust_winn.cli.main import main as cli
+from robust_winn.data.positives import read_image
 from robust_winn.evaluation.swd import TextureSWD, texture_swd
 from robust_winn.runtime.checkpoint import versions
 from robust_winn.training.unsup_config import Preset, UnsupConfig
@@ -76,18 +78,29 @@ def run(cmd: list[str], log: list[dict[str, Any]]) -> str:
     return r.output
 
 
+def reference(photo: Path, texture_size: int | None) -> Path | torch.Tensor:
+    """The photo as the run saw it: the file, or scaled as `--texture-size` scales it."""
+    return photo if texture_size is None else read_image(photo, shorter_side=texture_size)
+
+
 def measure(
-    images: Path, photo: Path, args: argparse.Namespace, init: str, log: list[dict[str, Any]]
+    images: Path,
+    photo: Path,
+    texture_size: int | None,
+    args: argparse.Namespace,
+    init: str,
+    log: list[dict[str, Any]],
 ) -> TextureSWD:
     """Texture SWD of saved images with both brackets; logged like a command."""
     t0 = time.perf_counter()
     x = torch.load(images, weights_only=True)
-    result = texture_swd(x, photo, seed=args.seed, p0=init, **args.swd)
+    result = texture_swd(x, reference(photo, texture_size), seed=args.seed, p0=init, **args.swd)
     secs = time.perf_counter() - t0
     print(f"[{secs:7.1f}s] texture SWD of {images}\n" + "\n".join(result.lines()), flush=True)
+    scaled = "" if texture_size is None else f" scaled to shorter side {texture_size}"
     log.append(
         {
-            "command": f"texture_swd({images}, {photo}, seed={args.seed}, p0={init!r}, **{args.swd})",
+            "command": f"texture_swd({images}, {photo}{scaled}, seed={args.seed}, p0={init!r}, **{args.swd})",
             "wall_time_s": round(secs, 1),
             "output": "\n".join(result.lines()),
         }
@@ -115,12 +128,12 @@ def curve_row(cascade: int, record: dict[str, Any], elapsed: float, r: TextureSW
     return row
 
 
-def source_crop(photo: Path, side: int, path: Path) -> None:
-    """The photo's centre crop (side x side) as a PNG, to show beside the synthesis."""
-    with Image.open(photo) as im:
-        im = im.convert("RGB")
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        im.crop((left, top, left + side, top + side)).save(path)
+def source_crop(photo: Path, texture_size: int | None, side: int, path: Path) -> None:
+    """The centre crop (at most side x side) of the photo as the run saw it, as a PNG."""
+    im = Image.fromarray(read_image(photo, shorter_side=texture_size).permute(1, 2, 0).numpy())
+    w, h = min(side, im.width), min(side, im.height)
+    left, top = (im.width - w) // 2, (im.height - h) // 2
+    im.crop((left, top, left + w, top + h)).save(path)
 
 
 def texture(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -151,7 +164,8 @@ def texture(name: str, args: argparse.Namespace) -> dict[str, Any]:
              *args.gen_steps, *common, "--save", str(samples), *grid, "--overwrite"],
             log,
         )  # fmt: skip
-        samples_r = measure(samples, photo, args, record["config"]["init"], log)
+        texture_size = record["config"].get("texture_size")
+        samples_r = measure(samples, photo, texture_size, args, record["config"]["init"], log)
         curve.append(curve_row(c, record, time.perf_counter() - t0, samples_r))
     assert samples_r is not None
     anysize = runs / "anysize.pt"
@@ -161,8 +175,9 @@ def texture(name: str, args: argparse.Namespace) -> dict[str, Any]:
          "--out", str(out / f"anysize-{args.anysize}.png"), "--overwrite"],
         log,
     )  # fmt: skip
-    anysize_r = measure(anysize, photo, args, record["config"]["init"], log)
-    source_crop(photo, args.anysize, out / f"source-{args.anysize}.png")
+    texture_size = record["config"].get("texture_size")
+    anysize_r = measure(anysize, photo, texture_size, args, record["config"]["init"], log)
+    source_crop(photo, texture_size, args.anysize, out / f"source-{args.anysize}.png")
     with (out / "curve.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(curve[0]))
         writer.writeheader()
@@ -170,6 +185,7 @@ def texture(name: str, args: argparse.Namespace) -> dict[str, Any]:
     entry = {
         "texture": name,
         "photo": str(photo),
+        "texture_size": texture_size,
         "preset": args.preset,
         "train_args": args.train,
         "cascades": args.cascades,

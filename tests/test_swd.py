@@ -245,6 +245,18 @@ def test_score_texture_reference_of_saved_images(tmp_path: Path, fast_cli: None)
         assert x < p0  # real crops, nearer the photo than noise
 
 
+def test_score_texture_size_scales_the_reference(tmp_path: Path, fast_cli: None):
+    """--texture-size scores against the scaled photo, as the run trained on it."""
+    torch.save(_crops(4), tmp_path / "x.pt")
+    args = ["--images", str(tmp_path / "x.pt"), "--texture-reference", str(PHOTO), "--seed", "3"]
+    code, plain = _score(args)
+    code2, scaled = _score([*args, "--texture-size", "64"])
+    assert code == code2 == 0, scaled
+    assert _values(plain)[2] != _values(scaled)[2]  # another floor: crops of another photo
+    code, out = _score([*args, "--texture-size", "40"])  # halves of 40 px cannot hold 32x32 crops
+    assert code == 2 and "too small for 32x32 images" in out, out
+
+
 def test_score_texture_bad_input_exits_2_with_one_line(ckpt: Path, tmp_path: Path, fast_cli: None):
     x = tmp_path / "x.pt"
     torch.save(_crops(2), x)

@@ -264,6 +264,24 @@ def test_cascades_chain_in_training_and_sampling(monkeypatch: pytest.MonkeyPatch
         load_chain(ckpt, 3)
 
 
+def test_texture_size_scales_the_photo_before_cropping(tmp_path: Path) -> None:
+    """--texture-size N: the shorter side becomes N (aspect kept), crops come from the scaled photo."""
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(read_image(BRICK).permute(1, 2, 0).numpy()).resize((96, 48)).save(wide)
+    tex = load_positives("texture", image=wide, size=16, texture_size=24)
+    assert isinstance(tex, TextureCrops) and tuple(tex.image.shape) == (3, 24, 48)
+    assert torch.equal(tex.image, read_image(wide, shorter_side=24))
+    assert tuple(load_positives("texture", image=wide, size=16).image.shape) == (3, 48, 96)  # default
+    with pytest.raises(ValueError, match="after --texture-size, smaller than the 32x32 crop"):
+        load_positives("texture", image=wide, size=32, texture_size=16)
+    with pytest.raises(ValueError, match="texture size"):
+        load_positives("texture", image=wide, size=16, texture_size=0)
+    cfg = tiny(tmp_path / "run", texture_size=24)
+    assert cfg.load_positives().image.shape[1] == 24 and UnsupConfig.from_dict(cfg.to_dict()) == cfg
+
+
 def test_positive_sources(tmp_path: Path):
     from PIL import Image
 

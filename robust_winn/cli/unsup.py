@@ -304,22 +304,30 @@ def _texture_score(
     device: str,
     max_steps: int | None,
     trust_code: bool,
+    texture_size: int | None,
 ) -> list[str]:
     """SWD of given or generated images to the photo, with the p0 and real brackets (issue 15)."""
+    from ..data.positives import read_image
     from ..evaluation.swd import check_reference, texture_swd
     from ..models.appd import InitKind
     from ..runtime.checkpoint import model_meta
     from ..synthesis.cascade import load_chain
 
+    photo: str | torch.Tensor = reference
     if images is not None:
         x = _read_images(images)
         init = InitKind.APPD  # the texture mode's p0 (no checkpoint says otherwise)
+        if texture_size is not None:
+            photo = read_image(reference, shorter_side=texture_size, channels=int(x.shape[-3]))
     else:
         assert checkpoint is not None
         ckpt, _ = load_chain(checkpoint, cascades)  # a bad checkpoint fails before any work
         meta = model_meta(ckpt, checkpoint, keys=("image_shape",), trust_code=trust_code)
         c, h, w = (int(v) for v in meta["image_shape"])
-        check_reference(reference, (size, size) if size else (h, w), channels=c)
+        texture_size = texture_size or ckpt["config"].get("texture_size")
+        if texture_size is not None:
+            photo = read_image(reference, shorter_side=texture_size, channels=c)
+        check_reference(photo, (size, size) if size else (h, w), channels=c)
         init = InitKind(ckpt["config"].get("init", InitKind.APPD.value))
         x = torch.cat(
             [
@@ -336,7 +344,7 @@ def _texture_score(
                 for i, s in enumerate(range(0, n, chunk))
             ]
         )
-    return texture_swd(x, reference, seed=seed, p0=init).lines()
+    return texture_swd(x, photo, seed=seed, p0=init).lines()
 
 
 @click.command("score", cls=RobustWinnCommand)
@@ -382,6 +390,14 @@ def _texture_score(
     default=None,
     help="With --texture-reference: generate at this side (any-size synthesis) [default: the run's].",
 )
+@click.option(
+    "--texture-size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="With --texture-reference: scale the photo first so its shorter side is N, as "
+    "train-unsupervised --texture-size does [default: the run's with --checkpoint; the file's "
+    "size with --images].",
+)
 @click.option("--splits", type=_POS, default=10, show_default=True, help="Splits for mean +- std.")
 @click.option("--chunk", type=_POS, default=1000, show_default=True, help="Images generated per chunk.")
 @_common
@@ -394,6 +410,7 @@ def score_cmd(
     texture_reference: str | None,
     images: str | None,
     size: int | None,
+    texture_size: int | None,
     splits: int,
     chunk: int,
     seed: int,
@@ -429,11 +446,12 @@ def score_cmd(
             device,
             max_steps,
             trust_code,
+            texture_size,
         ):
             click.echo(line)
         return
-    if images is not None or size is not None:
-        raise click.UsageError("--images and --size only work with --texture-reference")
+    if images is not None or size is not None or texture_size is not None:
+        raise click.UsageError("--images, --size and --texture-size only work with --texture-reference")
     assert checkpoint is not None
     n = 50_000 if n is None else n
     if classifier is not None and inception_weights is not None:

@@ -165,8 +165,14 @@ def _reading_image(path: Path) -> Iterator[None]:
         raise DataUnavailableError(f"cannot read image {path}: {reason}") from exc
 
 
-def read_image(path: str | Path, *, size: int | None = None, channels: int = 3) -> Tensor:
+def read_image(
+    path: str | Path, *, size: int | None = None, channels: int = 3, shorter_side: int | None = None
+) -> Tensor:
     """Read an image file as uint8 (C, H, W), RGB (or L when ``channels=1``), resized if asked.
+
+    ``size`` resizes to ``size`` x ``size`` (bicubic); ``shorter_side`` scales the image (Lanczos,
+    aspect ratio kept) so that its shorter side is ``shorter_side``: the texture mode's
+    ``--texture-size``.
 
     Raises:
         DataUnavailableError: the file is missing, not a regular file, unreadable or not an
@@ -177,8 +183,12 @@ def read_image(path: str | Path, *, size: int | None = None, channels: int = 3) 
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if size is not None and shorter_side is not None:
+        raise ValueError("give size or shorter_side, not both")
     if size is not None:
         _check_positive(size, "image size")
+    if shorter_side is not None:
+        _check_positive(shorter_side, "texture size")
     path = Path(path)
     if not _exists(path):
         raise DataUnavailableError(f"image file {path} does not exist")
@@ -188,6 +198,9 @@ def read_image(path: str | Path, *, size: int | None = None, channels: int = 3) 
         im = im.convert("RGB" if channels == 3 else "L")
         if size is not None and im.size != (size, size):
             im = im.resize((size, size), Image.BICUBIC)
+        elif shorter_side is not None and min(im.size) != shorter_side:
+            k = shorter_side / min(im.size)
+            im = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.LANCZOS)
         arr = np.asarray(im, dtype=np.uint8)
     t = torch.from_numpy(arr.copy())
     return t.permute(2, 0, 1).contiguous() if t.dim() == 3 else t.unsqueeze(0)
@@ -289,6 +302,7 @@ class _Request:
     size: int
     download: bool
     limit: int | None
+    texture_size: int | None
 
 
 _POSITIVES: Registry[Callable[[_Request], PositiveSource]] = Registry(
@@ -300,15 +314,16 @@ _POSITIVES: Registry[Callable[[_Request], PositiveSource]] = Registry(
     UnsupDataset.TEXTURE.value, description="random crops of one texture image, --image FILE (paper §5.2)"
 )
 def _texture(req: _Request) -> PositiveSource:
-    """Fresh random ``size`` x ``size`` crops of the image file ``req.image``."""
+    """Fresh random ``size`` x ``size`` crops of the image file ``req.image``, scaled first so its
+    shorter side is ``req.texture_size`` if given (paper §5.2: 64x64 crops of a 256x256 texture)."""
     if req.image is None:
         raise BadValueError("dataset 'texture' needs an image file (--image FILE)")
-    texture = read_image(req.image)
+    texture = read_image(req.image, shorter_side=req.texture_size)
     h, w = texture.shape[1:]
     if h < req.size or w < req.size:
         raise BadValueError(
-            f"texture image {req.image} is {h}x{w}, smaller than the {req.size}x{req.size} crop; "
-            f"use a larger image or a smaller --image-size"
+            f"texture image {req.image} is {h}x{w}{' after --texture-size' if req.texture_size else ''}, "
+            f"smaller than the {req.size}x{req.size} crop; use a larger image or a smaller --image-size"
         )
     return TextureCrops(texture, crop=req.size, name=f"texture:{Path(req.image).name}")
 
@@ -365,6 +380,7 @@ def load_positives(
     size: int = 64,
     download: bool = False,
     limit: int | None = None,
+    texture_size: int | None = None,
 ) -> PositiveSource:
     """Build the positive source of an unsupervised run.
 
@@ -376,6 +392,8 @@ def load_positives(
         size: crop side (``texture``) or image side (``image-folder``, ``celeba``).
         download: let torchvision download (needs network).
         limit: keep the first N images of a finite set.
+        texture_size: scale the texture image so its shorter side is this (``texture``; None:
+            the file's size).
 
     Raises:
         UnknownPositivesError: unknown name (a ``BadValueError`` and a ``KeyError``; the message
@@ -389,4 +407,6 @@ def load_positives(
     _check_positive(size, "image size")
     if limit is not None:
         _check_positive(limit, "limit")
-    return source(_Request(image, folder, Path(data_dir), size, download, limit))
+    if texture_size is not None:
+        _check_positive(texture_size, "texture size")
+    return source(_Request(image, folder, Path(data_dir), size, download, limit, texture_size))

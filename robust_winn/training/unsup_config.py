@@ -71,6 +71,15 @@ class PositivesConfig:
         default=64,
         metadata=knob("Crop side (texture) or image side (image-folder, celeba).", low=1, cli={"low": 16}),
     )
+    texture_size: int | None = field(
+        default=None,
+        metadata=knob(
+            "Scale the texture image (Lanczos, aspect kept) so its shorter side is N before "
+            "cropping; the paper crops 64x64 patches from 256x256 textures (§5.2) [default: the "
+            "file's size].",
+            low=16,
+        ),
+    )
 
     def load_positives(self) -> PositiveSource:
         """The positives these settings name (:func:`robust_winn.data.positives.load_positives`)."""
@@ -82,6 +91,7 @@ class PositivesConfig:
             size=self.image_size,
             download=self.download,
             limit=self.limit,
+            texture_size=self.texture_size,
         )
 
 
