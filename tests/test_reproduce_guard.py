@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace as with_
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +333,23 @@ def test_train_or_reuse_reuses_and_refuses_another_configuration(tmp_path: Path)
     )
     with pytest.raises(RunDirError, match=r"holds a run with another configuration \(differs in seed\)"):
         train_or_reuse(other, "t")
+
+
+def test_train_or_reuse_compares_the_device_used_not_its_name(tmp_path: Path) -> None:
+    """A run made with --device auto on a CPU machine is the run --device cpu asks for."""
+    cfg = TrainConfig(
+        dataset="sample", method="winn", epochs=1, device="auto", out=str(tmp_path / "run"), progress=False
+    )
+    _record(cfg)
+    rec_path = tmp_path / "run" / "record.json"
+    with pytest.raises(RunDirError, match=r"differs in device"):  # no record of the device used
+        train_or_reuse(with_(cfg, device="cpu"), "t")
+    rec = json.loads(rec_path.read_text())
+    rec_path.write_text(json.dumps({**rec, "device": "cpu"}))
+    assert train_or_reuse(with_(cfg, device="cpu"), "t")["status"] == "completed"
+    rec_path.write_text(json.dumps({**rec, "device": "cuda:0"}))  # made on a GPU: not this run
+    with pytest.raises(RunDirError, match=r"differs in device"):
+        train_or_reuse(with_(cfg, device="cpu"), "t")
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from ..config import Method, SynthesisConfig, TrainConfig
 from ..data.datasets import DataUnavailableError, load_dataset
@@ -138,6 +139,20 @@ def _read_record(rec_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return rec, had
 
 
+def _device_type(used: object) -> str | None:
+    """The type ("cpu", "cuda") of the device a record says its run computed on; None if it says none.
+
+    Runs are compared by the device they used, not by how it was asked for: ``auto`` and ``cpu``
+    are the same run on a machine without a GPU. An unreadable entry counts as another device.
+    """
+    if used is None:
+        return None
+    try:
+        return torch.device(str(used)).type
+    except (RuntimeError, TypeError, ValueError):
+        return "unknown"
+
+
 def train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
     """Reuse a finished run with the same config, resume a shorter one, or train afresh.
 
@@ -149,9 +164,13 @@ def train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
     rec_path = out / "record.json"
     if rec_path.exists():
         rec, had = _read_record(rec_path)
-        ignore = ("epochs", "progress", "out")
+        ignore = ("epochs", "progress", "out", "device")
         want = cfg.to_dict()
         diff = sorted(k for k in set(had) | set(want) if k not in ignore and had.get(k) != want.get(k))
+        if _device_type(rec.get("device")) not in (None, resolve_device(cfg.device).type) or (
+            rec.get("device") is None and had.get("device") != want.get("device")
+        ):
+            diff = sorted([*diff, "device"])
         if not diff and rec["status"] == "completed" and rec["epochs_run"] == cfg.epochs:
             log.info("reusing %s", out)
             return rec
