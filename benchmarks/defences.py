@@ -8,11 +8,11 @@ trains baseline, WINN (alpha 0.01 and 0.1), PGD-AT, TRADES and WINN+AT for seeds
 epochs; Table 2's and the alpha ablation's runs are reused when their settings match), attacks
 every best-validation checkpoint at eps 0.125 and 0.3 with FGSM, PGD-40 x 5 restarts, APGD-CE,
 APGD-DLR (targeted) and Square, and writes results/defences.{csv,md,json} and defences-seeds.csv:
-35-70 h on 2 CPU cores, minutes on a GPU. What 2 cores do in about 1.5 h (the committed table):
+35-70 h on 2 CPU cores, minutes on a GPU. What 2 cores do in about 3 h (the committed table):
 
     python benchmarks/defences.py --preset cpu --data-dir ../shared/data --device cpu --no-progress
 
-(2 seeds, 2 epochs, PGD-10 training attack, all but FGSM on a 1,000-image subset with APGD-T on 3
+(3 seeds, 2 epochs, PGD-10 training attack, all but FGSM on a 1,000-image subset with APGD-T on 3
 targets and Square at 1,000 queries; experiments/presets.py says why each cut).
 """
 
