@@ -82,6 +82,7 @@ from .table2 import (
     MEASURED,
     GridSpec,
     check_measured_kept,
+    device_type,
     mean_std,
     plan_grid,
     train_or_reuse,
@@ -324,7 +325,7 @@ def _shared_record(cfg: TrainConfig, folder: Path) -> dict[str, Any] | None:
     try:
         rec = json.loads(path.read_text())
         had = TrainConfig.from_dict(rec["config"]).to_dict()
-        same_device = torch.device(rec["device"]).type == resolve_device(cfg.device).type
+        same_device = device_type(rec["device"]) == resolve_device(cfg.device).type
         done = rec["status"] == "completed" and rec["epochs_run"] == cfg.epochs
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, UserError):
         return None

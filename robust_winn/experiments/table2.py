@@ -50,6 +50,7 @@ __all__ = [
     "reproduce_table2",
     "run_dir",
     "run_grid",
+    "device_type",
     "train_or_reuse",
 ]
 
@@ -139,7 +140,7 @@ def _read_record(rec_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return rec, had
 
 
-def _device_type(used: object) -> str | None:
+def device_type(used: object) -> str | None:
     """The type ("cpu", "cuda") of the device a record says its run computed on; None if it says none.
 
     Runs are compared by the device they used, not by how it was asked for: ``auto`` and ``cpu``
@@ -167,7 +168,7 @@ def train_or_reuse(cfg: TrainConfig, command: str) -> dict[str, Any]:
         ignore = ("epochs", "progress", "out", "device")
         want = cfg.to_dict()
         diff = sorted(k for k in set(had) | set(want) if k not in ignore and had.get(k) != want.get(k))
-        if _device_type(rec.get("device")) not in (None, resolve_device(cfg.device).type) or (
+        if device_type(rec.get("device")) not in (None, resolve_device(cfg.device).type) or (
             rec.get("device") is None and had.get("device") != want.get("device")
         ):
             diff = sorted([*diff, "device"])
