@@ -4,6 +4,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_overrides, tiny_synthesis
@@ -149,6 +150,13 @@ def test_ablations_share_baselines_and_tabulate(tmp_path: Path, monkeypatch: pyt
     tiny = json.loads((runs / "tiny" / "sample-vanilla-winn-s0" / "record.json").read_text())
     assert tiny["config"]["alpha"] == 0.01
     assert "ablations" in (tmp_path / "res" / "ablations.md").read_text().lower()
+    # the paired change is each seed's WINN minus its own baseline
+    per_seed = pd.read_csv(tmp_path / "res" / "ablations-seeds.csv")
+    for kind in ("clean", "adv"):
+        want = per_seed[f"winn_{kind}_error"] - per_seed[f"baseline_{kind}_error"]
+        assert np.allclose(per_seed[f"{kind}_error_change"], want)
+    assert np.allclose(df.adv_error_change_mean, df.winn_adv_error_mean - df.baseline_adv_error_mean)
+    assert "adv. err. WINN − baseline (paired)" in (tmp_path / "res" / "ablations.md").read_text()
 
     # the effect map (issue 13 §5) reuses those runs and adds an epoch count
     ckpt = runs / "tiny-alpha" / "sample-vanilla-winn-s0" / "checkpoint-last.pt"

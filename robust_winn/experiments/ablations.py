@@ -239,7 +239,7 @@ def run_ablations(
             record = _evaluate_cached(spec, v, seed, checkpoints, data, attacks, eps)
             warnings += [f"{v.name} seed {seed}: {w}" for w in record["warnings"]]
             for a in attacks:
-                n = {"seed": seed, **seed_numbers(record, a)}
+                n = _paired({"seed": seed, **seed_numbers(record, a)})
                 nums[a].append(n)
                 per_seed.append({"variant": v.name, "attack": a, **n})
         for a in attacks:
@@ -277,6 +277,23 @@ def run_ablations(
     return df
 
 
+def _paired(n: dict[str, Any]) -> dict[str, Any]:
+    """One seed's numbers plus WINN minus its own baseline (clean and adversarial error).
+
+    Both models of a pair share the seed (initialisation), the test set and the attack's
+    seed, so the spread over seeds of the paired change says whether an effect stands out;
+    the spread of each column alone also carries how much the baselines of different seeds
+    differ from each other.
+    """
+    change = {
+        f"{kind}_error_change": None
+        if n[f"winn_{kind}_error"] is None or n[f"baseline_{kind}_error"] is None
+        else n[f"winn_{kind}_error"] - n[f"baseline_{kind}_error"]
+        for kind in ("clean", "adv")
+    }
+    return {**n, **change}
+
+
 def _fmt(m: Any, s: Any) -> str:
     return "-" if m is None or pd.isna(m) else f"{m:.2f} ± {s:.2f}"
 
@@ -290,6 +307,8 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any
         "winn_adv_error",
         "correction_by_winn",
         "correction_by_baseline",
+        "clean_error_change",
+        "adv_error_change",
     )
     lines = [
         f"# {meta['title']}",
@@ -301,8 +320,9 @@ def _write(df: pd.DataFrame, seeds: pd.DataFrame, out: Path, meta: dict[str, Any
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
         "",
         "| variant | alpha | synth cap | epochs | attack | clean err. baseline | clean err. WINN | "
-        "adv. err. baseline | adv. err. WINN | correction by WINN | correction by baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "adv. err. baseline | adv. err. WINN | correction by WINN | correction by baseline | "
+        "clean err. WINN − baseline (paired) | adv. err. WINN − baseline (paired) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in df.to_dict("records"):
         cells = " | ".join(_fmt(r[f"{k}_mean"], r[f"{k}_std"]) for k in keys)
