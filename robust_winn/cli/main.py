@@ -238,6 +238,28 @@ _ALLOW_CPU_RESNET = click.option(
     "--allow-cpu-resnet", is_flag=True, help="Run ResNet-32 rows on the CPU too (hours per run)."
 )
 _NO_PROGRESS = click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+_TABLE_DATASET = click.option(
+    "--dataset",
+    default=TABLE3_DATASET,
+    show_default=True,
+    help="Registered dataset (mnist: the paper's); 'sample', the bundled MNIST sample, for a quick "
+    "offline smoke run.",
+)
+_DATA_DIR = click.option(
+    "--data-dir", default=DATA_DIR, show_default=True, help="Dataset root (torchvision layout)."
+)
+_LIMIT_TRAIN = click.option(
+    "--limit-train",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on the first N training images only (smoke runs).",
+)
+_LIMIT_TEST = click.option(
+    "--limit-test",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluate and attack the first N test images only (of every OOD set too; smoke runs).",
+)
 
 
 def _reproduce_options(fn: Any) -> Any:
@@ -252,7 +274,7 @@ def _reproduce_options(fn: Any) -> Any:
         ),
         _EPOCHS,
         _SYNTH_MAX_STEPS,
-        click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root."),
+        _DATA_DIR,
         click.option(
             "--runs-dir",
             default=RUNS_DIR,
@@ -375,24 +397,9 @@ def _attack_table_spec(cls: type[Any], kw: dict[str, Any], **fields: Any) -> Any
     help="Architectures (repeatable); ResNet rows need a GPU or --allow-cpu-resnet and "
     "otherwise show the paper's numbers marked not run here.",
 )
-@click.option(
-    "--dataset",
-    default=TABLE3_DATASET,
-    show_default=True,
-    help="mnist (paper); 'sample' for a quick offline smoke run.",
-)
-@click.option(
-    "--limit-train",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Train on the first N images only (smoke runs).",
-)
-@click.option(
-    "--limit-test",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Attack the first N test images only (smoke runs).",
-)
+@_TABLE_DATASET
+@_LIMIT_TRAIN
+@_LIMIT_TEST
 def reproduce_table3_cmd(archs: tuple[str, ...], dataset: str, **kw: Any) -> None:
     """Table 3: MNIST FGSM (eps 0.125) and PGD adversarial error, correction rates."""
     from ..experiments.tables34 import Table3Spec, reproduce_table3
@@ -447,10 +454,8 @@ def _grid_options(choices: tuple[Variant, ...], default: tuple[Variant, ...], wh
         click.option(
             "--seeds", default=TABLE_BUDGET.seeds_text, show_default=True, callback=_seeds, help="Seeds."
         ),
-        click.option(
-            "--dataset", default=TABLE3_DATASET, show_default=True, help="mnist, or sample (smoke run)."
-        ),
-        click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root."),
+        _TABLE_DATASET,
+        _DATA_DIR,
         click.option(
             "--runs-root",
             default=RUNS_ROOT,
@@ -461,13 +466,8 @@ def _grid_options(choices: tuple[Variant, ...], default: tuple[Variant, ...], wh
         ),
         click.option("--out", "out_dir", default=RESULTS_DIR, show_default=True, help="Table folder."),
         _DEVICE,
-        click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only."),
-        click.option(
-            "--limit-test",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Attack only the first N test images.",
-        ),
+        _LIMIT_TRAIN,
+        _LIMIT_TEST,
         _NO_PROGRESS,
         _REPLACE_MEASURED,
     ]
@@ -583,19 +583,14 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
     help=f"Attack radii (repeatable), L-inf in [0, 1] pixel units: the paper's {MNIST_EPS:g} "
     f"and the MNIST standard {MNIST_STANDARD_EPS:g}.",
 )
-@click.option(
-    "--dataset",
-    default=TABLE3_DATASET,
-    show_default=True,
-    help="Registered dataset; 'sample' (the bundled MNIST sample) for a quick offline smoke run.",
-)
+@_TABLE_DATASET
 @click.option(
     "--arch",
     default=DEFENCES_ARCH,
     show_default=True,
     help="Registered model or a user factory 'pkg.module:factory' (trusted: you named it).",
 )
-@click.option("--data-dir", default=DATA_DIR, show_default=True, help="Dataset root (torchvision layout).")
+@_DATA_DIR
 @click.option(
     "--runs-root",
     default=RUNS_ROOT,
@@ -620,18 +615,8 @@ _TRAIN_ATTACK = TrainConfig().adversarial  # the MNIST standard training attack 
     "seeded subset of this many test images (recorded in defences.json; the table marks those "
     f"cells). 0: every attack on every image. [default: the preset's, {DEFENCES_SUBSET}]",
 )
-@click.option(
-    "--limit-train",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Train on the first N training images only (smoke runs).",
-)
-@click.option(
-    "--limit-test",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Attack the first N test images only (smoke runs).",
-)
+@_LIMIT_TRAIN
+@_LIMIT_TEST
 @_ALLOW_CPU_RESNET
 @_NO_PROGRESS
 @_REPLACE_MEASURED
@@ -675,7 +660,7 @@ def reproduce_defences_cmd(methods: tuple[str, ...], eps: tuple[float, ...], **k
     show_default=True,
     help="Architectures (repeatable).",
 )
-@click.option("--dataset", default=TABLE3_DATASET, show_default=True, help="mnist; 'sample' for a smoke run.")
+@_TABLE_DATASET
 @click.option(
     "--ood",
     "ood_sets",
@@ -690,8 +675,8 @@ def reproduce_defences_cmd(methods: tuple[str, ...], eps: tuple[float, ...], **k
     show_default=True,
     help="Root of registered OOD datasets (Debian's dataset-fashion-mnist installs there).",
 )
-@click.option("--limit-train", type=click.IntRange(min=1), default=None, help="Smoke runs only.")
-@click.option("--limit-test", type=click.IntRange(min=1), default=None, help="First N images of every set.")
+@_LIMIT_TRAIN
+@_LIMIT_TEST
 @click.option(
     "--pseudo-negatives",
     type=click.IntRange(min=0),
