@@ -58,7 +58,8 @@ def _line(ax: Any, rows: pd.DataFrame, key: str, **style: Any) -> None:
 
 
 def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
-    """One panel per attack: WINN's clean and adversarial error against alpha (log axis).
+    """One panel per attack: WINN's clean and adversarial error against alpha (log axis), and
+    a last panel of the paired changes (each seed's WINN minus its own baseline).
 
     Points at the most common epoch count are joined by lines; other epoch counts are drawn as
     separate markers labelled with their epochs; the baseline's errors (same seeds, averaged over
@@ -71,8 +72,9 @@ def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
 
     attacks = list(dict.fromkeys(df["attack"]))
     main_epochs = int(df["epochs"].mode().iloc[0])
-    fig, axes = plt.subplots(1, len(attacks), figsize=(5 * len(attacks), 4), squeeze=False)
-    for ax, attack in zip(axes[0], attacks, strict=True):
+    fig, axes = plt.subplots(1, len(attacks) + 1, figsize=(5 * (len(attacks) + 1), 4), squeeze=False)
+    _changes(axes[0][-1], df, attacks, main_epochs)
+    for ax, attack in zip(axes[0][:-1], attacks, strict=True):
         rows = df[df["attack"] == attack].sort_values("alpha")
         main = rows[rows["epochs"] == main_epochs]
         _line(
@@ -111,3 +113,37 @@ def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     write_files_atomically({Path(path): figure_png(fig, dpi=110)})
+
+
+def _changes(ax: Any, df: pd.DataFrame, attacks: list[str], main_epochs: int) -> None:
+    """The paired changes against alpha: below zero WINN errs less than its baseline."""
+    for i, attack in enumerate(attacks):
+        rows = df[df["attack"] == attack].sort_values("alpha")
+        for epochs, part in rows.groupby("epochs"):
+            main = epochs == main_epochs
+            _line(
+                ax,
+                part,
+                "adv_error_change",
+                marker="o" if main else "x",
+                linestyle="-" if main else "none",
+                color=f"C{i + 3}",
+                label=f"{attack.split(':')[0]} ({epochs} ep.)",
+            )
+    for epochs, part in df.drop_duplicates(["variant"]).sort_values("alpha").groupby("epochs"):
+        main = epochs == main_epochs
+        _line(
+            ax,
+            part,
+            "clean_error_change",
+            marker="s" if main else "+",
+            linestyle="-" if main else "none",
+            color="C0",
+            label=f"clean ({epochs} ep.)",
+        )
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("alpha (WINN term weight)")
+    ax.set_ylabel("WINN - baseline, paired (points)")
+    ax.set_title("paired change (below 0: WINN errs less)")
+    ax.legend(fontsize=7)
