@@ -117,30 +117,23 @@ def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
 
 def _changes(ax: Any, df: pd.DataFrame, attacks: list[str], main_epochs: int) -> None:
     """The paired changes against alpha: below zero WINN errs less than its baseline."""
-    for i, attack in enumerate(attacks):
-        rows = df[df["attack"] == attack].sort_values("alpha")
-        for epochs, part in rows.groupby("epochs"):
+    series = [
+        (df[df["attack"] == a], "adv_error_change", f"C{i + 3}", "o", "x", a.split(":")[0])
+        for i, a in enumerate(attacks)
+    ]
+    series.append((df.drop_duplicates(["variant"]), "clean_error_change", "C0", "s", "+", "clean"))
+    for rows, key, color, main_marker, other_marker, name in series:
+        for epochs, part in rows.sort_values("alpha").groupby("epochs"):
             main = epochs == main_epochs
             _line(
                 ax,
                 part,
-                "adv_error_change",
-                marker="o" if main else "x",
+                key,
+                marker=main_marker if main else other_marker,
                 linestyle="-" if main else "none",
-                color=f"C{i + 3}",
-                label=f"{attack.split(':')[0]} ({epochs} ep.)",
+                color=color,
+                label=f"{name} ({epochs} ep.)",
             )
-    for epochs, part in df.drop_duplicates(["variant"]).sort_values("alpha").groupby("epochs"):
-        main = epochs == main_epochs
-        _line(
-            ax,
-            part,
-            "clean_error_change",
-            marker="s" if main else "+",
-            linestyle="-" if main else "none",
-            color="C0",
-            label=f"clean ({epochs} ep.)",
-        )
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("alpha (WINN term weight)")
