@@ -62,8 +62,10 @@ def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
     a last panel of the paired changes (each seed's WINN minus its own baseline).
 
     Points at the most common epoch count are joined by lines; other epoch counts are drawn as
-    separate markers labelled with their epochs; the baseline's errors (same seeds, averaged over
-    the rows of that epoch count) are dashed horizontal lines. Error bars: sample std over seeds.
+    separate markers labelled with their epochs, beside a marker for their own baselines'
+    adversarial error (a 30-epoch WINN is compared with 30-epoch baselines, not with the dashed
+    lines); the main epoch count's baseline errors (same seeds, averaged over its rows) are dashed
+    horizontal lines. Error bars: sample std over seeds.
     """
     import matplotlib
 
@@ -88,24 +90,20 @@ def save_effect_map_plot(df: pd.DataFrame, path: str | Path) -> None:
             main["baseline_clean_error_mean"].mean(), color="C0", linestyle="--", label="baseline clean"
         )
         for epochs, other in rows[rows["epochs"] != main_epochs].groupby("epochs"):
-            _line(
-                ax,
-                other,
-                "winn_adv_error",
-                marker="x",
-                color="C1",
-                linestyle="none",
-                label=f"WINN adversarial ({epochs} ep.)",
-            )
-            _line(
-                ax,
-                other,
-                "winn_clean_error",
-                marker="+",
-                color="C2",
-                linestyle="none",
-                label=f"WINN clean ({epochs} ep.)",
-            )
+            for key, marker, color, label in (
+                ("winn_adv_error", "x", "C1", "WINN adversarial"),
+                ("baseline_adv_error", "v", "C7", "baseline adversarial"),
+                ("winn_clean_error", "+", "C2", "WINN clean"),
+            ):
+                _line(
+                    ax,
+                    other,
+                    key,
+                    marker=marker,
+                    color=color,
+                    linestyle="none",
+                    label=f"{label} ({epochs} ep.)",
+                )
         ax.set_xscale("log")
         ax.set_xlabel("alpha (WINN term weight)")
         ax.set_ylabel("test error (%)")
