@@ -518,7 +518,7 @@ def reproduce_ablations_cmd(variants: tuple[str, ...], **kw: Any) -> None:
     EFFECT_MAP_VARIANTS,
     "WINN at 1x, 3x, 10x, 30x and 100x the paper's alpha for 15 epochs, and the paper's alpha for "
     "30 epochs; runs of Tables 2-3 and the ablations are reused. On 2 CPU cores each new WINN "
-    "run takes 20-32 min (15 epochs: 20.2-20.6 min alone, Table 2's 31-32 min) or 41 min "
+    "run takes 20-32 min (15 epochs: 20.2-20.6 min alone, Table 2's 31-32 min) or 41-45 min "
     "(30 epochs; its 30-epoch baseline 6-7 min), and attacking each seed's pair about 2.5 min alone "
     "(10 min beside other work)",
 )
